@@ -1,0 +1,75 @@
+# asl-serve: train, export, archive, serve and test an ASL alphabet classifier on TorchServe.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SHARED := ../shared/data/asl
+DATA ?= $(SHARED)/grassknoted/train $(SHARED)/asl2text/train
+EXPORT_DIR := build/export
+WEIGHTS := model/weights/asl_lite0.pt
+EXPORTS := $(EXPORT_DIR)/asl_fp32.pt $(EXPORT_DIR)/asl_int8.pt
+MARS := model_store/asl-fp32.mar model_store/asl-int8.mar
+CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yaml
+
+.DEFAULT_GOAL := help
+.PHONY: help install java-check train export figures compare archive serve stop test lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install the project with pinned dependencies
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; asl-serve needs Python 3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+java-check:
+	@command -v java >/dev/null || { echo "error: TorchServe needs Java 17 (e.g. apt install openjdk-17-jre-headless)"; exit 1; }
+	@v=$$(java -version 2>&1 | sed -n 's/.* version "\([0-9]*\).*/\1/p' | head -1); \
+	  [ "$${v:-0}" -ge 17 ] || { echo "error: TorchServe needs Java 17, found Java $${v:-unknown}"; exit 1; }
+
+train: $(STAMP) ## train on DATA="dir1 dir2" (default: both shared sources); writes $(WEIGHTS)
+	$(PY) -m training.train $(addprefix --data ,$(DATA))
+
+$(EXPORTS) &: $(WEIGHTS) $(STAMP)
+	$(PY) -m training.export $(addprefix --data ,$(DATA)) --out-dir $(EXPORT_DIR)
+
+export: $(EXPORTS) ## TorchScript fp32 + int8 (refuses int8 below 99% agreement with fp32)
+
+figures: $(STAMP) ## reports/figures/augmentations.png from real images
+	$(PY) -m training.figures $(addprefix --data ,$(DATA))
+
+compare: $(EXPORTS) ## reports/model_comparison.md: eager vs fp32 vs int8, accuracy, size, latency
+	$(PY) -m training.compare $(addprefix --data ,$(DATA)) --export-dir $(EXPORT_DIR)
+
+$(MARS) &: $(EXPORTS) $(CORE)
+	$(PY) -m handler.archive --export-dir $(EXPORT_DIR) --model-store model_store
+
+archive: $(MARS) ## model_store/asl-fp32.mar and asl-int8.mar (torch-model-archiver)
+
+serve: java-check $(MARS) ## start TorchServe in the background and wait until every version is READY
+	@$(VENV)/bin/torchserve --start --ts-config config.properties --model-store model_store --ncs \
+	  >/dev/null 2>&1 || { echo "error: torchserve did not start; see logs/"; exit 1; }
+	@$(PY) -m client wait-ready --timeout 240 || { echo "see logs/model_log.log"; exit 1; }
+	@echo
+	@echo "TorchServe is up. Try:"
+	@echo '  curl -H "Authorization: Bearer $$(jq -r .inference.key key_file.json)" \'
+	@echo '       -T samples/asl2text/A/$(shell ls samples/asl2text/A | head -1) http://127.0.0.1:8080/predictions/asl'
+	@echo "  $(PY) -m client predict samples/asl2text/B/*.jpg"
+	@echo "Stop it with: make stop"
+
+stop: ## stop TorchServe
+	@$(VENV)/bin/torchserve --stop
+
+test: $(STAMP) ## run the test suite (real TorchServe on free ports; ../shared data where present)
+	$(PY) -m pytest -q
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check .
+
+clean: ## remove build outputs (keeps .venv and the committed weights)
+	rm -rf build model_store/*.mar logs key_file.json .pytest_cache

@@ -1,0 +1,1 @@
+"""Command-line and Python client for a running asl-serve TorchServe (reads key_file.json itself)."""

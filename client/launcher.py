@@ -1,0 +1,101 @@
+"""Start a private TorchServe from the repo's config.properties on free ports (tests, benchmarks, demos).
+
+Everything it writes (config, key_file.json, logs, pid file) lives in its own work directory, so it
+runs beside a `make serve` server without touching it.
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from client.rest import RestClient
+from client.settings import REPO, Server
+
+PORT_KEYS = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def render_config(base: str, ports: dict[str, int], model_store: Path, overrides: dict[str, str]) -> str:
+    """The repo's config with this server's ports, model store and any overridden properties."""
+    text = base
+    for name in ("inference", "management", "metrics"):
+        text = re.sub(rf"^{name}_address=.*$", f"{name}_address=http://127.0.0.1:{ports[name]}", text, flags=re.M)
+    for name in ("grpc_inference", "grpc_management"):
+        text = re.sub(rf"^{name}_port=.*$", f"{name}_port={ports[name]}", text, flags=re.M)
+    text = re.sub(r"^model_store=.*$", f"model_store={model_store}", text, flags=re.M)
+    for key, value in overrides.items():
+        pattern = rf"^{re.escape(key)}=.*?(?<!\\)$"  # a whole property, continuation lines included
+        if re.search(pattern, text, flags=re.M | re.S):
+            text = re.sub(pattern, f"{key}={value}", text, count=1, flags=re.M | re.S)
+        else:
+            text += f"\n{key}={value}\n"
+    return text
+
+
+@dataclass
+class LocalTorchServe:
+    workdir: Path
+    model_store: Path
+    overrides: dict[str, str] = field(default_factory=dict)
+    server: Server | None = None
+
+    def start(self, ready_timeout_s: float = 240) -> Server:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        ports = dict(zip(PORT_KEYS, free_ports(len(PORT_KEYS)), strict=True))
+        config = render_config((REPO / "config.properties").read_text(), ports, self.model_store, self.overrides)
+        (self.workdir / "config.properties").write_text(config)
+        self.server = Server(
+            inference_url=f"http://127.0.0.1:{ports['inference']}",
+            management_url=f"http://127.0.0.1:{ports['management']}",
+            metrics_url=f"http://127.0.0.1:{ports['metrics']}",
+            grpc_inference=f"127.0.0.1:{ports['grpc_inference']}",
+            grpc_management=f"127.0.0.1:{ports['grpc_management']}",
+            key_file=self.workdir / "key_file.json",
+        )
+        console = self.workdir / "torchserve.out"
+        with console.open("w") as out:  # a file, not a pipe: the Java child keeps it open
+            started = subprocess.run(
+                [self._torchserve(), "--start", "--ts-config", "config.properties", "--model-store",
+                 str(self.model_store), "--ncs"],
+                cwd=self.workdir, env=self._env(), stdout=out, stderr=subprocess.STDOUT,
+            )
+        if started.returncode != 0:
+            raise RuntimeError(f"torchserve --start failed: {console.read_text()}")
+        self.started_at = time.monotonic()
+        RestClient(self.server).wait_ready(ready_timeout_s)
+        return self.server
+
+    def stop(self) -> None:
+        subprocess.run([self._torchserve(), "--stop"], cwd=self.workdir, env=self._env(), stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+    def log(self, name: str = "model_log.log") -> str:
+        path = self.workdir / "logs" / name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def _env(self) -> dict[str, str]:
+        # TorchServe keeps its pid file (TMPDIR) and worker sockets (TEMP) in the temp dir: private ones
+        # keep servers apart.
+        tmp = self.workdir / "tmp"
+        tmp.mkdir(exist_ok=True)
+        return {**os.environ, "TMPDIR": str(tmp), "TEMP": str(tmp), "LOG_LOCATION": str(self.workdir / "logs"),
+                "METRICS_LOCATION": str(self.workdir / "logs")}
+
+    @staticmethod
+    def _torchserve() -> str:
+        return str(Path(sys.executable).parent / "torchserve") if shutil.which("torchserve") is None else "torchserve"

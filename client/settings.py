@@ -1,0 +1,46 @@
+"""Where the server is and how to authenticate: addresses from config.properties, keys from key_file.json."""
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class ClientError(Exception):
+    """A failure worth one clear line to the user (server down, bad token, unknown version)."""
+
+
+@dataclass(frozen=True)
+class Server:
+    inference_url: str = "http://127.0.0.1:8080"
+    management_url: str = "http://127.0.0.1:8081"
+    metrics_url: str = "http://127.0.0.1:8082"
+    grpc_inference: str = "127.0.0.1:7070"
+    grpc_management: str = "127.0.0.1:7071"
+    key_file: Path = REPO / "key_file.json"
+
+    @classmethod
+    def from_env(cls) -> "Server":
+        """Defaults match config.properties; ASL_* environment variables point elsewhere."""
+        defaults = cls()
+        return cls(
+            inference_url=os.environ.get("ASL_INFERENCE_URL", defaults.inference_url),
+            management_url=os.environ.get("ASL_MANAGEMENT_URL", defaults.management_url),
+            metrics_url=os.environ.get("ASL_METRICS_URL", defaults.metrics_url),
+            grpc_inference=os.environ.get("ASL_GRPC_INFERENCE", defaults.grpc_inference),
+            grpc_management=os.environ.get("ASL_GRPC_MANAGEMENT", defaults.grpc_management),
+            key_file=Path(os.environ.get("ASL_KEY_FILE", defaults.key_file)),
+        )
+
+    def key(self, kind: str) -> str:
+        """The `inference` or `management` key TorchServe wrote at start-up."""
+        try:
+            keys = json.loads(self.key_file.read_text())
+        except FileNotFoundError:
+            raise ClientError(f"no {self.key_file}: is TorchServe running (make serve)?") from None
+        try:
+            return keys[kind]["key"]
+        except KeyError:
+            raise ClientError(f"{self.key_file} has no {kind} key") from None

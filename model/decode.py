@@ -1,0 +1,94 @@
+"""Image bytes to an RGB uint8 tensor (3, H, W): kornia-rs for plain JPEG/PNG, Pillow for the rest.
+
+The header is read first (no pixels decoded) so oversized images are refused before they cost
+memory. Failures raise `ImageError` subclasses that carry the HTTP status a server should answer.
+"""
+
+import io
+import warnings
+
+import kornia_rs
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from model.config import PREPROCESS
+
+EXIF_ORIENTATION = 0x0112
+JPEG_END = b"\xff\xd9"
+SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+
+# We enforce our own pixel limit from the header; Pillow's own check stays as a backstop.
+Image.MAX_IMAGE_PIXELS = PREPROCESS.max_pixels
+
+
+class ImageError(ValueError):
+    """An image the server cannot use; `status` is the HTTP code, `kind` a stable error type."""
+
+    status = 400
+    kind = "InvalidImage"
+
+
+class EmptyImage(ImageError):
+    status, kind = 400, "EmptyImage"
+
+
+class UnsupportedImage(ImageError):
+    status, kind = 415, "UnsupportedMediaType"
+
+
+class CorruptImage(ImageError):
+    status, kind = 422, "CorruptImage"
+
+
+class ImageTooLarge(ImageError):
+    status, kind = 413, "ImageTooLarge"
+
+
+def decode_image(data: bytes, max_pixels: int = PREPROCESS.max_pixels) -> torch.Tensor:
+    """Decode encoded image bytes to an RGB uint8 tensor of shape (3, H, W), EXIF orientation applied."""
+    if not data:
+        raise EmptyImage("the request carried no image bytes")
+    image = _open_header(data)
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"image is {width}x{height} pixels; the limit is {max_pixels} pixels")
+    try:
+        array = _decode_pixels(data, image)
+    except ImageError:
+        raise
+    except Exception as error:  # decoders raise many types on damaged data
+        raise CorruptImage(f"could not decode the {image.format} image: {error}") from error
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
+
+
+def _open_header(data: bytes) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageTooLarge(str(error)) from error
+    except UnidentifiedImageError as error:
+        raise UnsupportedImage("the body is not an image in a supported format") from error
+    except Exception as error:
+        raise CorruptImage(f"unreadable image header: {error}") from error
+
+
+def _decode_pixels(data: bytes, image: Image.Image) -> np.ndarray:
+    """HxWx3 uint8 pixels, by the fast kornia-rs path where the image allows it."""
+    upright = image.getexif().get(EXIF_ORIENTATION, 1) == 1
+    if image.format == "JPEG" and image.mode == "RGB" and upright:
+        if not data.rstrip(b"\0").endswith(JPEG_END):
+            raise CorruptImage("the JPEG data is truncated")
+        return kornia_rs.io.decode_image_jpeg(data)
+    if image.format == "PNG" and image.mode == "RGB" and upright:
+        width, height = image.size
+        return kornia_rs.io.decode_image_png_u8(data, (height, width), "rgb")
+    image.seek(0)  # first frame of an animation
+    image = ImageOps.exif_transpose(image)
+    if image.mode in SIXTEEN_BIT_MODES:
+        wide = np.asarray(image, dtype=np.float32)
+        gray = np.clip(wide / 257.0, 0, 255).round().astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    return np.asarray(image.convert("RGB"))

@@ -1,0 +1,55 @@
+"""Shared fixtures: real images, the built archives, and one real TorchServe per test session."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from client.launcher import LocalTorchServe
+from client.rest import RestClient
+from model.classes import CLASS_NAMES
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "samples" / "asl2text"
+SHARED = REPO.parent / "shared" / "data" / "asl"
+ARCHIVES = ("asl-fp32.mar", "asl-int8.mar")
+VERSIONS = ("1.0-fp32", "1.0-int8")
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data/asl, or a skip saying why when this clone has none beside it."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs the shared data set at {path} (present in CI, absent on this machine)")
+    return path
+
+
+def sample_images() -> list[tuple[Path, str]]:
+    """The committed real photos with their true labels."""
+    return [(p, p.parent.name) for name in CLASS_NAMES for p in sorted((SAMPLES / name).glob("*.jpg"))]
+
+
+@pytest.fixture(scope="session")
+def model_store(tmp_path_factory) -> Path:
+    """A private copy of the built archives (`make test` builds them first)."""
+    store = tmp_path_factory.mktemp("model_store")
+    for name in ARCHIVES:
+        built = REPO / "model_store" / name
+        if not built.exists():
+            pytest.fail(f"{built} is missing: run `make archive` (make test does it for you)")
+        shutil.copy2(built, store / name)
+    return store
+
+
+@pytest.fixture(scope="session")
+def torchserve(model_store, tmp_path_factory):
+    """A real TorchServe from the repo's config.properties, on free ports, with both versions READY."""
+    server = LocalTorchServe(tmp_path_factory.mktemp("torchserve"), model_store)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def rest(torchserve) -> RestClient:
+    return RestClient(torchserve.server)

@@ -1,0 +1,68 @@
+"""Every knob of training, augmentation and export, typed, in one place."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "asl"
+DEFAULT_SOURCES = (SHARED_DATA / "grassknoted" / "train", SHARED_DATA / "asl2text" / "train")
+OFFICIAL_TEST = SHARED_DATA / "grassknoted" / "test"
+REPO = Path(__file__).resolve().parent.parent
+WEIGHTS = REPO / "model" / "weights" / "asl_lite0.pt"
+SAMPLES = REPO / "samples" / "asl2text"  # committed real photos (Apache-2.0), see samples/README.md
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Kornia batch augmentation: geometry for other hands and framings, colour for other rooms."""
+
+    crop_scale: tuple[float, float] = (0.65, 1.0)
+    crop_ratio: tuple[float, float] = (0.8, 1.25)
+    rotation_degrees: float = 15.0
+    translate: float = 0.08
+    shear_degrees: float = 8.0
+    perspective: float = 0.2
+    horizontal_flip: float = 0.5  # left-handed signers mirror the hand shape
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.08
+    color_jitter_p: float = 0.9
+    grayscale_p: float = 0.1
+    channel_shuffle_p: float = 0.05
+    blur_p: float = 0.2
+    noise_p: float = 0.2
+    erase_p: float = 0.25
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Validation holds out whole blocks of consecutive frames per source and class, never single frames."""
+
+    blocks_per_class: int = 10
+    validation_blocks: int = 2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: tuple[Path, ...] = DEFAULT_SOURCES
+    out_dir: Path = Path("runs/latest")
+    cache_dir: Path = Path(".cache/images")
+    weights: Path = WEIGHTS
+    epochs: int = 8
+    patience: int = 3  # early stopping on validation accuracy
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    frozen_blocks: int = 4  # stem and first blocks keep their ImageNet weights (faster, generalises)
+    seed: int = 0
+    limit_per_class: int | None = None  # small runs for smoke tests
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    out_dir: Path = Path("build/export")
+    calibration_images: int = 1024
+    min_int8_agreement: float = 0.99  # refuse an int8 model that disagrees with fp32 more often

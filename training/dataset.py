@@ -1,0 +1,138 @@
+"""Folder-per-class image trees to uint8 tensors: scanning, block-wise validation split, decode cache."""
+
+import hashlib
+import random
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from model.classes import CLASS_NAMES, class_from_folder
+from model.config import PREPROCESS
+from model.decode import ImageError
+from model.preprocess import load_image
+from training.config import SplitConfig
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+GENERIC_DIR_NAMES = {"train", "training", "val", "test", "images", "asl_alphabet_train"}
+TRAILING_NUMBER = re.compile(r"(\d+)$")
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int
+    source: str
+    frame: int
+
+
+def class_dirs(root: Path) -> list[tuple[str, Path]]:
+    """The (class, folder) pairs under `root`, descending through single wrapper folders
+    (the Kaggle zip nests `asl_alphabet_train/asl_alphabet_train/A/...`)."""
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir())
+    found = [(name, p) for p in subdirs if (name := class_from_folder(p.name))]
+    if not found and len(subdirs) == 1:
+        return class_dirs(subdirs[0])
+    return found
+
+
+def source_name(root: Path) -> str:
+    """A readable name for a data root: `.../grassknoted/train` is `grassknoted`."""
+    root = root.resolve()
+    return root.parent.name if root.name.lower() in GENERIC_DIR_NAMES else root.name
+
+
+def frame_number(path: Path) -> int:
+    match = TRAILING_NUMBER.search(path.stem)
+    return int(match.group(1)) if match else -1
+
+
+def scan(roots: list[Path], limit_per_class: int | None = None) -> list[Sample]:
+    """Every image file under the roots, labelled by its folder; folders that are no class are ignored."""
+    samples = []
+    for root in roots:
+        source = source_name(root)
+        for class_name, folder in class_dirs(root):
+            files = sorted(
+                (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+                key=lambda p: (frame_number(p), p.name),
+            )
+            if limit_per_class:
+                files = files[:: max(1, len(files) // limit_per_class)][:limit_per_class]
+            label = CLASS_NAMES.index(class_name)
+            samples += [Sample(p, label, source, frame_number(p)) for p in files]
+    if not samples:
+        raise FileNotFoundError(f"no class folders with images under {[str(r) for r in roots]}")
+    return samples
+
+
+def split_by_blocks(samples: list[Sample], config: SplitConfig, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Cut each (source, class) run of frames into contiguous blocks and hold whole blocks out.
+
+    Neighbouring video frames are near-duplicates; holding out single frames would let the model
+    be validated on copies of its training data.
+    """
+    groups: dict[tuple[str, int], list[Sample]] = {}
+    for sample in samples:
+        groups.setdefault((sample.source, sample.label), []).append(sample)
+    rng = random.Random(seed)
+    train, validation = [], []
+    for key in sorted(groups):
+        group = sorted(groups[key], key=lambda s: (s.frame, s.path.name))
+        held = set(rng.sample(range(config.blocks_per_class), config.validation_blocks))
+        for i, sample in enumerate(group):
+            block = i * config.blocks_per_class // len(group)
+            (validation if block in held else train).append(sample)
+    return train, validation
+
+
+@dataclass
+class ImageSet:
+    """Decoded images as one uint8 tensor, with labels and sources; unreadable files are counted."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    sources: list[str]
+    skipped: list[Path]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _cache_path(samples: list[Sample], cache_dir: Path) -> Path:
+    digest = hashlib.sha256(str(PREPROCESS).encode())
+    for s in samples:
+        stat = s.path.stat()
+        digest.update(f"{s.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{s.label}".encode())
+    return cache_dir / f"{digest.hexdigest()[:20]}.pt"
+
+
+def _read(path: Path) -> torch.Tensor | None:
+    try:
+        return load_image(path.read_bytes())
+    except (ImageError, OSError):
+        return None
+
+
+def load_images(samples: list[Sample], cache_dir: Path | None = None, desc: str = "decode") -> ImageSet:
+    """Decode every sample once through the shared preprocessing; reuse the cache when files are unchanged."""
+    cache = _cache_path(samples, cache_dir) if cache_dir else None
+    if cache and cache.exists():
+        return ImageSet(**torch.load(cache, weights_only=False))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        decoded = list(tqdm(pool.map(_read, [s.path for s in samples]), total=len(samples), desc=desc))
+    kept = [(s, img) for s, img in zip(samples, decoded, strict=True) if img is not None]
+    size = PREPROCESS.image_size
+    image_set = ImageSet(
+        images=torch.stack([img for _, img in kept]) if kept else torch.empty(0, 3, size, size, dtype=torch.uint8),
+        labels=torch.tensor([s.label for s, _ in kept], dtype=torch.long),
+        sources=[s.source for s, _ in kept],
+        skipped=[s.path for s, img in zip(samples, decoded, strict=True) if img is None],
+    )
+    if cache:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(vars(image_set), cache)
+    return image_set

@@ -1,0 +1,86 @@
+"""Plots: augmentation grid, training curves, confusion matrix (`make figures` and the training run)."""
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from model.classes import CLASS_NAMES  # noqa: E402
+from model.preprocess import to_unit_range  # noqa: E402
+from training.augment import build_augmentation  # noqa: E402
+from training.config import TrainConfig  # noqa: E402
+from training.dataset import load_images, scan  # noqa: E402
+
+FIGURES = Path("reports/figures")
+
+
+def save_augmentation_grid(images: torch.Tensor, path: Path, seed: int = 0, variants: int = 4) -> None:
+    """Each row: a real image, then `variants` augmented draws of it."""
+    torch.manual_seed(seed)
+    augment = build_augmentation(TrainConfig().augment)
+    unit = to_unit_range(images)
+    columns = [unit] + [augment(unit).clamp(0, 1) for _ in range(variants)]
+    fig, axes = plt.subplots(len(images), variants + 1, figsize=(2 * (variants + 1), 2 * len(images)))
+    for row in range(len(images)):
+        for col, batch in enumerate(columns):
+            axes[row, col].imshow(batch[row].permute(1, 2, 0).numpy())
+            axes[row, col].axis("off")
+    axes[0, 0].set_title("original")
+    for col in range(1, variants + 1):
+        axes[0, col].set_title(f"augmented {col}")
+    _save(fig, path)
+
+
+def save_training_curves(history: list[dict], path: Path) -> None:
+    epochs = [h["epoch"] for h in history]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    loss_ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.legend()
+    for source in history[0]["validation"]:
+        acc_ax.plot(epochs, [h["validation"][source] for h in history], marker="o", label=f"val {source}")
+    acc_ax.set_xlabel("epoch")
+    acc_ax.set_ylabel("top-1 accuracy")
+    acc_ax.legend()
+    _save(fig, path)
+
+
+def save_confusion_matrix(matrix: torch.Tensor, path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(11, 10))
+    rates = matrix.float() / matrix.sum(1, keepdim=True).clamp(min=1)
+    ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=90)
+    ax.set_yticks(range(len(CLASS_NAMES)), CLASS_NAMES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for (row, col), count in zip(matrix.nonzero().tolist(), matrix[matrix > 0].tolist(), strict=True):
+        if row != col:
+            ax.text(col, row, str(count), ha="center", va="center", fontsize=6, color="red")
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Write reports/figures/augmentations.png from real images.")
+    parser.add_argument("--data", type=Path, action="append", help="folder-per-class tree (repeatable)")
+    parser.add_argument("--out", type=Path, default=FIGURES / "augmentations.png")
+    args = parser.parse_args()
+    samples = scan(args.data or list(TrainConfig().data), limit_per_class=1)
+    picked = samples[:: max(1, len(samples) // 6)][:6]
+    save_augmentation_grid(load_images(picked, desc="images").images, args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

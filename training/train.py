@@ -1,0 +1,198 @@
+"""Fine-tune the classifier on folder-per-class trees; runs alone or under `torchrun` (DDP, gloo).
+
+    python -m training.train --data DIR [--data DIR ...] [--epochs N]
+    torchrun --nproc_per_node=2 -m training.train --data DIR
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from model.classes import CLASS_NAMES
+from model.config import NETWORK, PREPROCESS
+from model.network import ASLNet, build_network, count_parameters
+from model.preprocess import normalize, to_unit_range
+from training import figures
+from training.augment import build_augmentation
+from training.config import TrainConfig
+from training.dataset import ImageSet, load_images, scan, split_by_blocks
+from training.evaluate import accuracy_by_source, confusion_matrix, predict_logits
+
+
+def init_distributed() -> tuple[int, int]:
+    """(rank, world size); joins the gloo process group when started by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        dist.init_process_group("gloo")
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    return (dist.get_rank() if world > 1 else 0), world
+
+
+def freeze_early_blocks(net: ASLNet, count: int) -> None:
+    """Keep the stem and first blocks at their ImageNet weights and statistics."""
+    for block in net.features[:count]:
+        block.requires_grad_(False)
+
+
+def set_train_mode(net: ASLNet, frozen: int) -> None:
+    net.train()
+    for block in net.features[:frozen]:
+        block.eval()  # frozen batch-norm statistics stay as pretrained
+
+
+def load_data(config: TrainConfig, rank: int, world: int) -> tuple[ImageSet, ImageSet]:
+    samples = scan(list(config.data), config.limit_per_class)
+    train_samples, val_samples = split_by_blocks(samples, config.split, config.seed)
+    if rank != 0:
+        dist.barrier()  # rank 0 decodes and fills the cache first
+    train = load_images(train_samples, config.cache_dir, "decode train")
+    validation = load_images(val_samples, config.cache_dir, "decode validation")
+    if rank == 0 and world > 1:
+        dist.barrier()
+    return train, validation
+
+
+def train_epoch(net, model, train: ImageSet, augment, optimizer, scheduler, config, epoch, rank, world) -> float:
+    """One pass over this rank's shard; returns the mean loss."""
+    generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)  # same order on every rank
+    order = torch.randperm(len(train), generator=generator)
+    per_rank = len(order) // world
+    shard = order[rank * per_rank : (rank + 1) * per_rank]
+    batches = [shard[i : i + config.batch_size] for i in range(0, len(shard), config.batch_size)]
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    set_train_mode(net, config.frozen_blocks)
+    total, count = 0.0, 0
+    for batch in tqdm(batches, desc=f"epoch {epoch}", disable=rank != 0, leave=False):
+        with torch.no_grad():
+            inputs = normalize(augment(to_unit_range(train.images[batch])))
+        loss = loss_fn(model(inputs), train.labels[batch])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += loss.item() * len(batch)
+        count += len(batch)
+    return total / max(count, 1)
+
+
+def save_outputs(net: ASLNet, config: TrainConfig, history: list[dict], validation: ImageSet, skipped: int):
+    """Checkpoint, committed weights, metrics.json and figures from the best epoch's network."""
+    out = config.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    predictions = predict_logits(net, validation.images).argmax(1)
+    best = max(history, key=lambda h: h["validation"]["all"])
+    torch.save(
+        {
+            "state_dict": net.state_dict(),
+            "classes": CLASS_NAMES,
+            "train_config": json.loads(json.dumps(dataclasses.asdict(config), default=str)),
+            "preprocess": dataclasses.asdict(PREPROCESS),
+            "epoch": best["epoch"],
+        },
+        out / "checkpoint.pt",
+    )
+    config.weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(net.state_dict(), config.weights)
+    metrics = {
+        "best_epoch": best["epoch"],
+        "validation": best["validation"],
+        "validation_images": len(validation),
+        "skipped_files": skipped,
+        "parameters": count_parameters(net),
+        "history": history,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    figures.save_training_curves(history, figures.FIGURES / "training_curves.png")
+    figures.save_confusion_matrix(
+        confusion_matrix(predictions, validation.labels),
+        figures.FIGURES / "confusion_matrix.png",
+        f"validation, best epoch {best['epoch']}",
+    )
+    return metrics
+
+
+def train(config: TrainConfig) -> dict | None:
+    """Train, keep the best validation epoch, stop early; returns the metrics on rank 0."""
+    rank, world = init_distributed()
+    torch.manual_seed(config.seed)
+    net = build_network(pretrained=True).to(memory_format=torch.channels_last)
+    freeze_early_blocks(net, config.frozen_blocks)
+    torch.manual_seed(config.seed + rank)  # different augmentation draws per rank
+    if rank == 0:
+        print(f"network: {count_parameters(net):,} parameters (budget {NETWORK.max_parameters:,})")
+    train_set, validation = load_data(config, rank, world)
+    skipped = len(train_set.skipped) + len(validation.skipped)
+    if rank == 0:
+        print(f"train {len(train_set)} images, validation {len(validation)}, skipped unreadable {skipped}")
+    model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
+    steps = config.epochs * (len(train_set) // world // config.batch_size + 1)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps, pct_start=0.15)
+    augment = build_augmentation(config.augment)
+    history, best_state, best_acc, stale = [], None, -1.0, 0
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        loss = train_epoch(net, model, train_set, augment, optimizer, scheduler, config, epoch, rank, world)
+        stop = torch.zeros(1)
+        if rank == 0:
+            predictions = predict_logits(net, validation.images).argmax(1)
+            accuracy = accuracy_by_source(predictions, validation.labels, validation.sources)
+            history.append({"epoch": epoch, "train_loss": loss, "validation": accuracy,
+                            "seconds": round(time.perf_counter() - started, 1)})
+            print(f"epoch {epoch}: loss {loss:.3f} validation {json.dumps(accuracy)}")
+            if accuracy["all"] > best_acc:
+                best_acc, stale = accuracy["all"], 0
+                best_state = {k: v.clone() for k, v in net.state_dict().items()}
+            else:
+                stale += 1
+            stop[0] = float(stale >= config.patience)
+        if world > 1:
+            dist.broadcast(stop, src=0)
+        if stop.item():
+            break
+    metrics = None
+    if rank == 0:
+        net.load_state_dict(best_state)
+        metrics = save_outputs(net, config, history, validation, skipped)
+        print(f"best epoch {metrics['best_epoch']}: {json.dumps(metrics['validation'])}")
+    if world > 1:
+        dist.destroy_process_group()
+    return metrics
+
+
+def parse_args() -> TrainConfig:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, action="append", help="folder-per-class tree (repeatable)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--limit-per-class", type=int, default=None, help="use only N images per class")
+    parser.add_argument("--out-dir", type=Path, default=defaults.out_dir)
+    parser.add_argument("--weights", type=Path, default=defaults.weights, help="where the state dict goes")
+    args = parser.parse_args()
+    return dataclasses.replace(
+        defaults,
+        data=tuple(args.data) if args.data else defaults.data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        limit_per_class=args.limit_per_class,
+        out_dir=args.out_dir,
+        weights=args.weights,
+    )
+
+
+if __name__ == "__main__":
+    train(parse_args())
