@@ -100,6 +100,7 @@ class ASLHandler:
                 inputs.append(error)
         result = self.classifier.classify(inputs, ks)
         metrics = context.metrics
+        metrics.add_metric("HandlerBatchSize", len(data), "count")
         for stage, ms in result.timings_ms.items():
             metrics.add_time(f"Handler{stage.capitalize()}Time", ms, None, "ms")
         responses = []

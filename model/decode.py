@@ -91,4 +91,4 @@ def _decode_pixels(data: bytes, image: Image.Image) -> np.ndarray:
         wide = np.asarray(image, dtype=np.float32)
         gray = np.clip(wide / 257.0, 0, 255).round().astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
-    return np.asarray(image.convert("RGB"))
+    return np.array(image.convert("RGB"))

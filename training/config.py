@@ -46,6 +46,7 @@ class SplitConfig:
 class TrainConfig:
     data: tuple[Path, ...] = DEFAULT_SOURCES
     out_dir: Path = Path("runs/latest")
+    figures_dir: Path = Path("reports/figures")
     cache_dir: Path = Path(".cache/images")
     weights: Path = WEIGHTS
     epochs: int = 8

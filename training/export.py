@@ -73,8 +73,9 @@ def export_data(data: tuple[Path, ...], config: TrainConfig, count: int) -> tupl
     return calibration, load_images(validation, config.cache_dir, "validation")
 
 
-def export(weights: Path, data: tuple[Path, ...], out_dir: Path, config: ExportConfig = ExportConfig()) -> dict:
+def export(weights: Path, data: tuple[Path, ...], out_dir: Path, config: ExportConfig | None = None) -> dict:
     """Write asl_fp32.pt and asl_int8.pt; refuse an int8 model that strays from fp32."""
+    config = config or ExportConfig()
     net = load_trained(weights)
     calibration, validation = export_data(data, TrainConfig(), config.calibration_images)
     fp32 = script(net)

@@ -6,16 +6,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-from model.classes import CLASS_NAMES  # noqa: E402
-from model.preprocess import to_unit_range  # noqa: E402
-from training.augment import build_augmentation  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
-from training.dataset import load_images, scan  # noqa: E402
-
-FIGURES = Path("reports/figures")
+from model.classes import CLASS_NAMES
+from model.preprocess import to_unit_range
+from training.augment import build_augmentation
+from training.config import TrainConfig
+from training.dataset import load_images, scan
 
 
 def save_augmentation_grid(images: torch.Tensor, path: Path, seed: int = 0, variants: int = 4) -> None:
@@ -74,7 +72,7 @@ def _save(fig, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Write reports/figures/augmentations.png from real images.")
     parser.add_argument("--data", type=Path, action="append", help="folder-per-class tree (repeatable)")
-    parser.add_argument("--out", type=Path, default=FIGURES / "augmentations.png")
+    parser.add_argument("--out", type=Path, default=TrainConfig().figures_dir / "augmentations.png")
     args = parser.parse_args()
     samples = scan(args.data or list(TrainConfig().data), limit_per_class=1)
     picked = samples[:: max(1, len(samples) // 6)][:6]

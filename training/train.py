@@ -110,10 +110,10 @@ def save_outputs(net: ASLNet, config: TrainConfig, history: list[dict], validati
         "history": history,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    figures.save_training_curves(history, figures.FIGURES / "training_curves.png")
+    figures.save_training_curves(history, config.figures_dir / "training_curves.png")
     figures.save_confusion_matrix(
         confusion_matrix(predictions, validation.labels),
-        figures.FIGURES / "confusion_matrix.png",
+        config.figures_dir / "confusion_matrix.png",
         f"validation, best epoch {best['epoch']}",
     )
     return metrics
@@ -180,6 +180,7 @@ def parse_args() -> TrainConfig:
     parser.add_argument("--limit-per-class", type=int, default=None, help="use only N images per class")
     parser.add_argument("--out-dir", type=Path, default=defaults.out_dir)
     parser.add_argument("--weights", type=Path, default=defaults.weights, help="where the state dict goes")
+    parser.add_argument("--figures-dir", type=Path, default=defaults.figures_dir)
     args = parser.parse_args()
     return dataclasses.replace(
         defaults,
@@ -191,6 +192,7 @@ def parse_args() -> TrainConfig:
         limit_per_class=args.limit_per_class,
         out_dir=args.out_dir,
         weights=args.weights,
+        figures_dir=args.figures_dir,
     )
 
 

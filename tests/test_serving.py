@@ -1,0 +1,151 @@
+"""The served model over REST, against a real TorchServe started from the repo's config.properties."""
+
+import base64
+import json
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from client.launcher import LocalTorchServe
+from client.rest import RestClient
+from handler.archive import CORE_MODULES
+from model.classes import CLASS_NAMES
+from tests.conftest import ARCHIVES, REPO, VERSIONS, sample_images, shared_path
+
+
+def post(server, body: bytes | None = None, version: str | None = None, headers: dict | None = None, **kw):
+    path = "/predictions/asl" + (f"/{version}" if version else "")
+    auth = {"Authorization": f"Bearer {server.key('inference')}"}
+    if body is not None:
+        auth["Content-Type"] = "application/octet-stream"
+    return requests.post(server.inference_url + path, data=body, headers={**auth, **(headers or {})}, timeout=60, **kw)
+
+
+def test_ping_needs_the_inference_token(torchserve):
+    server = torchserve.server
+    url = server.inference_url + "/ping"
+    response = requests.get(url, headers={"Authorization": f"Bearer {server.key('inference')}"}, timeout=10)
+    assert response.status_code == 200 and response.json()["status"] == "Healthy"
+    assert requests.get(url, timeout=10).status_code == 400  # TorchServe 0.12 guards /ping too
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_official_test_images_are_all_right(torchserve, version):
+    images = sorted(shared_path("grassknoted", "test").glob("*.jpg"))
+    assert len(images) == 28
+    wrong = []
+    for path in images:
+        answer = post(torchserve.server, path.read_bytes(), version).json()
+        if answer["label"] != path.stem.removesuffix("_test"):
+            wrong.append((path.name, answer["label"]))
+    assert wrong == []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_committed_samples_are_recognised(torchserve, version):
+    """Held-out photos of other signers than the Kaggle set, committed with the repo."""
+    samples = sample_images()
+    right = sum(post(torchserve.server, p.read_bytes(), version).json()["label"] == label for p, label in samples)
+    assert right / len(samples) >= 0.9
+
+
+def test_three_input_forms_agree(torchserve):
+    path, label = sample_images()[4]
+    data = path.read_bytes()
+    server = torchserve.server
+    raw = post(server, data).json()
+    multipart = post(server, files={"data": (path.name, data, "image/jpeg")}).json()
+    as_json = post(server, json={"data": base64.b64encode(data).decode()}).json()
+    assert raw == multipart == as_json
+    assert raw["label"] == label and len(raw["top_k"]) == 5
+    assert raw["top_k"][0] == {"label": raw["label"], "probability": raw["probability"]}
+    assert sorted(raw["top_k"], key=lambda t: -t["probability"]) == raw["top_k"]
+
+
+def test_top_k_from_header_form_field_and_json(torchserve):
+    data = sample_images()[0][0].read_bytes()
+    server = torchserve.server
+    assert len(post(server, data, headers={"top_k": "3"}).json()["top_k"]) == 3
+    assert len(post(server, files={"data": data, "top_k": (None, "1")}).json()["top_k"]) == 1
+    everything = post(server, json={"data": base64.b64encode(data).decode(), "top_k": 29}).json()["top_k"]
+    assert sorted(t["label"] for t in everything) == sorted(CLASS_NAMES)
+
+
+@pytest.mark.parametrize("bad", ["0", "30", "abc", "-1"])
+def test_bad_top_k_is_a_400(torchserve, bad):
+    response = post(torchserve.server, sample_images()[0][0].read_bytes(), headers={"top_k": bad})
+    assert response.status_code == 400
+    assert response.json()["type"] == "BadRequest" and "top_k" in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, status, kind",
+    [
+        ({"body": b"hello"}, 415, "UnsupportedMediaType"),
+        ({"json": {"image": "no data field"}}, 400, "BadRequest"),
+        ({"json": {"data": "***not base64***"}}, 400, "BadRequest"),
+        ({"files": {"other": b"x"}}, 400, "BadRequest"),
+    ],
+)
+def test_bad_requests_get_json_errors(torchserve, kwargs, status, kind):
+    response = post(torchserve.server, **kwargs)
+    assert response.status_code == status
+    body = response.json()
+    assert body["code"] == status and body["type"] == kind and body["message"]
+
+
+def test_metrics_show_torchserve_and_handler_metrics(torchserve):
+    post(torchserve.server, sample_images()[0][0].read_bytes())
+    post(torchserve.server, b"not an image")
+    text = requests.get(torchserve.server.metrics_url + "/metrics", timeout=10).text
+    assert "ts_inference_requests_total" in text
+    for name in ("HandlerDecodeTime", "HandlerPreprocessTime", "HandlerInferenceTime", "HandlerRequestErrors"):
+        assert name in text, name
+    assert 'ErrorType="UnsupportedMediaType"' in text
+
+
+def test_archives_carry_the_same_core_and_nothing_else():
+    for name in ARCHIVES:
+        with zipfile.ZipFile(REPO / "model_store" / name) as archive:
+            names = set(archive.namelist())
+            for module in CORE_MODULES:
+                assert archive.read(f"model/{module}") == (REPO / "model" / module).read_bytes()
+            manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
+        assert manifest["model"]["modelName"] == "asl"
+        expected = {f"model/{m}" for m in CORE_MODULES} | {
+            "MAR-INF/MANIFEST.json", "asl_handler.py", "index_to_name.json", "model-config.yaml",
+            manifest["model"]["serializedFile"],
+        }
+        assert names == expected
+
+
+@pytest.fixture(scope="module")
+def batching_server(model_store, tmp_path_factory):
+    """A server whose int8 worker waits long enough to gather 8 concurrent requests into one batch."""
+    models = {"asl": {"1.0-int8": {"marName": "asl-int8.mar", "defaultVersion": True, "minWorkers": 1,
+                                   "maxWorkers": 1, "batchSize": 8, "maxBatchDelay": 3000}}}
+    server = LocalTorchServe(tmp_path_factory.mktemp("batching"), model_store,
+                             {"load_models": "asl-int8.mar", "models": json.dumps(models)})
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_one_bad_image_fails_alone_in_its_batch(batching_server):
+    server = batching_server.server
+    rest = RestClient(server)
+    pids_before = [w["pid"] for w in rest.describe()[0]["workers"]]
+    good = sample_images()[::8][:7]
+    corrupt = good[0][0].read_bytes()[:2000]  # a truncated JPEG
+    bodies = [p.read_bytes() for p, _ in good] + [corrupt]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        responses = list(pool.map(lambda body: post(server, body), bodies))
+    assert [r.status_code for r in responses] == [200] * 7 + [422]
+    assert [r.json()["label"] for r in responses[:7]] == [label for _, label in good]
+    assert responses[7].json()["type"] == "CorruptImage"
+    metrics = requests.get(server.metrics_url + "/metrics", timeout=10).text
+    batch_sizes = [line for line in metrics.splitlines() if line.startswith("HandlerBatchSize{")]
+    assert batch_sizes and float(batch_sizes[0].rsplit(" ", 1)[1]) == 8  # all eight in one batch
+    assert [w["pid"] for w in rest.describe()[0]["workers"]] == pids_before
