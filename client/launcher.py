@@ -34,7 +34,8 @@ def render_config(base: str, ports: dict[str, int], model_store: Path, overrides
     """The repo's config with this server's ports, model store and any overridden properties."""
     text = base
     for name in ("inference", "management", "metrics"):
-        text = re.sub(rf"^{name}_address=.*$", f"{name}_address=http://127.0.0.1:{ports[name]}", text, flags=re.M)
+        address = f"{name}_address=http://127.0.0.1:{ports[name]}"
+        text = re.sub(rf"^{name}_address=.*$", address, text, flags=re.M)
     for name in ("grpc_inference", "grpc_management"):
         text = re.sub(rf"^{name}_port=.*$", f"{name}_port={ports[name]}", text, flags=re.M)
     text = re.sub(r"^model_store=.*$", f"model_store={model_store}", text, flags=re.M)
@@ -57,7 +58,8 @@ class LocalTorchServe:
     def start(self, ready_timeout_s: float = 240) -> Server:
         self.workdir.mkdir(parents=True, exist_ok=True)
         ports = dict(zip(PORT_KEYS, free_ports(len(PORT_KEYS)), strict=True))
-        config = render_config((REPO / "config.properties").read_text(), ports, self.model_store, self.overrides)
+        base = (REPO / "config.properties").read_text()
+        config = render_config(base, ports, self.model_store, self.overrides)
         (self.workdir / "config.properties").write_text(config)
         self.server = Server(
             inference_url=f"http://127.0.0.1:{ports['inference']}",
@@ -81,8 +83,10 @@ class LocalTorchServe:
         return self.server
 
     def stop(self) -> None:
-        subprocess.run([self._torchserve(), "--stop"], cwd=self.workdir, env=self._env(), stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [self._torchserve(), "--stop"], cwd=self.workdir, env=self._env(),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
 
     def log(self, name: str = "model_log.log") -> str:
         path = self.workdir / "logs" / name
@@ -93,9 +97,11 @@ class LocalTorchServe:
         # keep servers apart.
         tmp = self.workdir / "tmp"
         tmp.mkdir(exist_ok=True)
-        return {**os.environ, "TMPDIR": str(tmp), "TEMP": str(tmp), "LOG_LOCATION": str(self.workdir / "logs"),
-                "METRICS_LOCATION": str(self.workdir / "logs")}
+        logs = str(self.workdir / "logs")
+        return {**os.environ, "TMPDIR": str(tmp), "TEMP": str(tmp), "LOG_LOCATION": logs,
+                "METRICS_LOCATION": logs}
 
     @staticmethod
     def _torchserve() -> str:
-        return str(Path(sys.executable).parent / "torchserve") if shutil.which("torchserve") is None else "torchserve"
+        on_path = shutil.which("torchserve") is not None
+        return "torchserve" if on_path else str(Path(sys.executable).parent / "torchserve")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+MODEL = "asl"  # every variant is a version of this one model
 
 
 class ClientError(Exception):
@@ -34,12 +35,25 @@ class Server:
             key_file=Path(os.environ.get("ASL_KEY_FILE", defaults.key_file)),
         )
 
+    def env(self) -> dict[str, str]:
+        """The ASL_* variables that point another process (the CLI) at this server."""
+        return {
+            "ASL_INFERENCE_URL": self.inference_url,
+            "ASL_MANAGEMENT_URL": self.management_url,
+            "ASL_METRICS_URL": self.metrics_url,
+            "ASL_GRPC_INFERENCE": self.grpc_inference,
+            "ASL_GRPC_MANAGEMENT": self.grpc_management,
+            "ASL_KEY_FILE": str(self.key_file),
+        }
+
     def key(self, kind: str) -> str:
         """The `inference` or `management` key TorchServe wrote at start-up."""
         try:
             keys = json.loads(self.key_file.read_text())
         except FileNotFoundError:
             raise ClientError(f"no {self.key_file}: is TorchServe running (make serve)?") from None
+        except ValueError:
+            raise ClientError(f"{self.key_file} is not TorchServe's JSON key file") from None
         try:
             return keys[kind]["key"]
         except KeyError:

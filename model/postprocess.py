@@ -12,6 +12,7 @@ def top_k_answers(logits: torch.Tensor, k: int | list[int], names: tuple[str, ..
     answers = []
     for row, row_k in zip(probabilities, ks, strict=True):
         values, indices = row.topk(row_k)
-        top = [{"label": names[i], "probability": round(float(p), 6)} for p, i in zip(values, indices.tolist(), strict=True)]
+        pairs = zip(values.tolist(), indices.tolist(), strict=True)
+        top = [{"label": names[i], "probability": round(p, 6)} for p, i in pairs]
         answers.append({"label": top[0]["label"], "probability": top[0]["probability"], "top_k": top})
     return answers
