@@ -13,7 +13,8 @@ MARS := model_store/asl-fp32.mar model_store/asl-int8.mar
 CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install java-check train export figures compare archive serve stop test lint clean
+.PHONY: help install java-check train export figures compare archive serve stop protos rollout-demo kserve-bundle \
+        test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,19 +58,29 @@ serve: java-check $(MARS) ## start TorchServe in the background and wait until e
 	@$(PY) -m client wait-ready --timeout 240 || { echo "see logs/model_log.log"; exit 1; }
 	@echo
 	@echo "TorchServe is up. Try:"
-	@echo '  curl -H "Authorization: Bearer $$(jq -r .inference.key key_file.json)" \'
-	@echo '       -T samples/asl2text/A/$(shell ls samples/asl2text/A | head -1) http://127.0.0.1:8080/predictions/asl'
+	@echo '  TOKEN=$$($(PY) -c "import json; print(json.load(open(\"key_file.json\"))[\"inference\"][\"key\"])")'
+	@echo '  curl -H "Authorization: Bearer $$TOKEN" -T $(firstword $(wildcard samples/asl2text/A/*.jpg)) \'
+	@echo '       http://127.0.0.1:8080/predictions/asl'
 	@echo "  $(PY) -m client predict samples/asl2text/B/*.jpg"
 	@echo "Stop it with: make stop"
 
 stop: ## stop TorchServe
 	@$(VENV)/bin/torchserve --stop
 
-test: $(STAMP) ## run the test suite (real TorchServe on free ports; ../shared data where present)
+protos: $(STAMP) ## gRPC stubs in client/proto/ from the protos inside the installed TorchServe
+	$(PY) -m client.protos
+
+rollout-demo: java-check $(MARS) ## roll a fresh version out and back under load: reports/rollout.md
+	$(PY) -m client.rollout
+
+kserve-bundle: $(MARS) ## build/kserve/: config/ + model-store/ laid out for KServe's TorchServe runtime
+	$(PY) deploy/kserve/bundle.py --model-store model_store --out build/kserve
+
+test: $(STAMP) $(MARS) protos ## run the test suite (real TorchServe on free ports; ../shared data where present)
 	$(PY) -m pytest -q
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .
 
 clean: ## remove build outputs (keeps .venv and the committed weights)
-	rm -rf build model_store/*.mar logs key_file.json .pytest_cache
+	rm -rf build model_store/*.mar logs key_file.json .pytest_cache client/proto

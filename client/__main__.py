@@ -57,8 +57,9 @@ def describe_versions(client) -> list[str]:
     lines = []
     for version in client.describe():
         workers = ", ".join(f"{w['id']} {w['status']}" for w in version["workers"]) or "none"
+        mark = " (default)" if version["modelVersion"] == default else ""
         lines.append(
-            f"{MODEL} {version['modelVersion']}{' (default)' if version['modelVersion'] == default else ''}: "
+            f"{MODEL} {version['modelVersion']}{mark}: "
             f"workers {workers} (min {version['minWorkers']}, max {version['maxWorkers']}), "
             f"{version['jobQueueStatus']['pendingRequests']} pending"
         )
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace, server: Server) -> None:
         print("\n".join(describe_versions(rest)))
         return
     if args.grpc:
-        from client.grpc_client import GrpcClient  # only gRPC users need grpcio and the generated stubs
+        from client.grpc_client import GrpcClient  # on demand: importing it builds the stubs if missing
 
         client = GrpcClient(server)
     else:

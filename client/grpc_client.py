@@ -1,0 +1,101 @@
+"""gRPC calls to TorchServe's inference and management services, with the token as call metadata.
+
+Same methods and answers as client.rest.RestClient, so callers pick a transport and nothing else.
+"""
+
+import json
+from pathlib import Path
+
+import grpc
+from google.protobuf import empty_pb2
+
+from client import protos
+from client.settings import MODEL, ClientError, Server
+
+protos.generate()  # a fresh clone has no stubs yet; a cheap check when they are current
+from client.proto import inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc  # noqa: E402
+
+TIMEOUT_S = 30
+STARTUP_TIMEOUT_S = 120  # register and scale wait for workers to load the model (startupTimeout)
+LIST_LIMIT = 100  # TorchServe takes an unset ListModels limit as 0 and lists nothing
+
+
+class GrpcClient:
+    def __init__(self, server: Server):
+        self.server = server
+        inference = grpc.insecure_channel(server.grpc_inference)
+        management = grpc.insecure_channel(server.grpc_management)
+        self._stubs = {
+            "inference": inference_pb2_grpc.InferenceAPIsServiceStub(inference),
+            "management": management_pb2_grpc.ManagementAPIsServiceStub(management),
+        }
+
+    def _call(self, service: str, rpc: str, request, timeout: float = TIMEOUT_S):
+        """Call `rpc` on the inference or management service with that service's key."""
+        metadata = (("authorization", f"Bearer {self.server.key(service)}"),)
+        try:
+            return getattr(self._stubs[service], rpc)(request, metadata=metadata, timeout=timeout)
+        except grpc.RpcError as error:
+            raise ClientError(self._message(service, rpc, error)) from None
+
+    def _manage(self, rpc: str, request, timeout: float = TIMEOUT_S) -> str:
+        return self._call("management", rpc, request, timeout).msg
+
+    def _message(self, service: str, rpc: str, error: grpc.RpcError) -> str:
+        address = getattr(self.server, f"grpc_{service}")
+        if error.code() == grpc.StatusCode.UNAVAILABLE:
+            return f"cannot reach gRPC {service} at {address}: is TorchServe running (make serve)?"
+        # TorchServe appends the Java exception class on a second line, and drops the details of some
+        # refusals (a version already registered, unregistering the default) that REST does explain.
+        details = (error.details() or "").strip().splitlines()[:1] or ["no details (the REST API gives them)"]
+        if error.code() == grpc.StatusCode.PERMISSION_DENIED:
+            details.append(f"(is {self.server.key_file} the running server's key file?)")
+        return f"{rpc} at {address} -> {error.code().name}: {' '.join(details)}"
+
+    def ping(self) -> str:
+        """TorchServe's health status, e.g. "Healthy"."""
+        return json.loads(self._call("inference", "Ping", empty_pb2.Empty()).health)["status"]
+
+    def predict(self, image: Path, version: str | None = None, top_k: int | None = None) -> dict:
+        inputs = {"data": image.read_bytes(), **({"top_k": str(top_k).encode()} if top_k else {})}
+        request = inference_pb2.PredictionsRequest(
+            model_name=MODEL, model_version=version or "", input=inputs
+        )
+        answer = json.loads(self._call("inference", "Predictions", request).prediction)
+        if "label" not in answer:  # gRPC drops the handler's 4xx status: its error JSON is the whole answer
+            raise ClientError(f"Predictions -> {answer['code']} {answer['type']}: {answer['message']}")
+        return answer
+
+    def list_models(self) -> list[dict]:
+        request = management_pb2.ListModelsRequest(limit=LIST_LIMIT)
+        return json.loads(self._manage("ListModels", request))["models"]
+
+    def describe(self, model: str = MODEL, version: str = "all") -> list[dict]:
+        request = management_pb2.DescribeModelRequest(model_name=model, model_version=version)
+        return json.loads(self._manage("DescribeModel", request))
+
+    def default_version(self) -> str:
+        """Describing the model without a version describes its default version."""
+        return self.describe(version="")[0]["modelVersion"]
+
+    def register(self, archive: str, workers: int = 1) -> str:
+        """Register an archive that is in the server's model store, waiting until its workers are up."""
+        request = management_pb2.RegisterModelRequest(url=archive, initial_workers=workers, synchronous=True)
+        return self._manage("RegisterModel", request, STARTUP_TIMEOUT_S)
+
+    def unregister(self, version: str) -> str:
+        request = management_pb2.UnregisterModelRequest(model_name=MODEL, model_version=version)
+        return self._manage("UnregisterModel", request)
+
+    def set_default(self, version: str) -> str:
+        request = management_pb2.SetDefaultRequest(model_name=MODEL, model_version=version)
+        return self._manage("SetDefault", request)
+
+    def scale(self, min_workers: int, max_workers: int, version: str | None = None) -> str:
+        """Set the worker range of a version (default: the default version), waiting for the change."""
+        request = management_pb2.ScaleWorkerRequest(
+            model_name=MODEL, model_version=version or "", min_worker=min_workers, max_worker=max_workers,
+            synchronous=True,
+        )
+        return self._manage("ScaleWorker", request, STARTUP_TIMEOUT_S)
+

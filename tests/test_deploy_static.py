@@ -1,0 +1,494 @@
+"""Container and cluster files, checked without a container engine or a cluster (docs/deploy.md).
+
+No Docker or Kubernetes runs where these tests run, so they hold the files to what they depend on:
+config.properties' ports and loopback defaults, files that must exist, TorchServe 0.12's token rules,
+the conventions of KServe's TorchServe wrapper and the Kubernetes API schema. The health probe,
+which runs inside the containers, is exercised for real against a stand-in server.
+"""
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+from fnmatch import fnmatch
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from handler.archive import MODEL_NAME, VARIANTS
+from tests.conftest import REPO
+
+DOCKERFILE = REPO / "Dockerfile"
+COMPOSE = REPO / "docker-compose.yml"
+K8S = REPO / "deploy" / "k8s"
+KSERVE = REPO / "deploy" / "kserve"
+PROBE = REPO / "deploy" / "probe.py"
+LOOPBACK = {"127.0.0.1", "localhost"}
+# KServe's TorchServe wrapper (torchserve-kfs 0.12.0) serves REST on 8080 and gRPC on 8081.
+WRAPPER_PORTS = {8080, 8081}
+
+
+def properties(path: Path) -> dict[str, str]:
+    """A .properties file as TorchServe reads it: comments skipped, continuation lines joined."""
+    text = re.sub(r"\\\n\s*", "", path.read_text())
+    lines = [line for line in text.splitlines() if "=" in line and not line.lstrip().startswith(("#", "!"))]
+    return {key.strip(): value.strip() for key, value in (line.split("=", 1) for line in lines)}
+
+
+CONFIG = properties(REPO / "config.properties")
+KSERVE_CONFIG = properties(KSERVE / "config.properties")
+PORTS = {
+    "inference": urlsplit(CONFIG["inference_address"]).port,
+    "management": urlsplit(CONFIG["management_address"]).port,
+    "metrics": urlsplit(CONFIG["metrics_address"]).port,
+    "grpc_inference": int(CONFIG["grpc_inference_port"]),
+    "grpc_management": int(CONFIG["grpc_management_port"]),
+}
+
+
+def yaml_docs(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def k8s_objects() -> dict[str, dict]:
+    """Every object under deploy/k8s by kind (one of each kind there)."""
+    return {doc["kind"]: doc for path in sorted(K8S.glob("*.yaml")) for doc in yaml_docs(path)}
+
+
+def container(name: str) -> dict:
+    pod = k8s_objects()["Deployment"]["spec"]["template"]["spec"]
+    return next(c for c in pod["containers"] if c["name"] == name)
+
+
+def env_of(spec: dict) -> dict[str, dict]:
+    return {item["name"]: item for item in spec.get("env", [])}
+
+
+def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """(INSTRUCTION, arguments) per named stage, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current = None
+    for line in (raw.strip() for raw in text.splitlines()):
+        if not line or line.startswith("#"):
+            continue
+        keyword, _, arguments = line.partition(" ")
+        if keyword.upper() == "FROM":
+            current = re.search(r"\sAS\s+(\S+)", line, flags=re.I).group(1)
+            stages[current] = []
+        if current:
+            stages[current].append((keyword.upper(), arguments.strip()))
+    return stages
+
+
+def lineage(stage: str) -> list[tuple[str, str]]:
+    """A stage's instructions preceded by those of the stages it is built FROM."""
+    stages = dockerfile_stages()
+    instructions = stages[stage]
+    parent = instructions[0][1].split()[0]
+    return (lineage(parent) if parent in stages else []) + instructions
+
+
+def last(stage: str, keyword: str) -> str:
+    return [arguments for kw, arguments in lineage(stage) if kw == keyword][-1]
+
+
+def env_instructions(stage: str) -> dict[str, str]:
+    settings = [arguments for kw, arguments in lineage(stage) if kw == "ENV"]
+    return dict(item.split("=", 1) for arguments in settings for item in shlex.split(arguments))
+
+
+def runtime_command() -> list[str]:
+    return json.loads(last("runtime", "CMD"))
+
+
+def option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def copied_to(source: str) -> str:
+    """Where the server stage puts a file of the build context."""
+    for kw, arguments in lineage("runtime"):
+        parts = arguments.split()
+        if kw == "COPY" and parts[0] == source:
+            return parts[1]
+    raise AssertionError(f"{source} is not copied into the image")
+
+
+# --- config.properties ------------------------------------------------------------------------
+
+
+def test_config_properties_binds_every_listener_to_loopback():
+    addresses = {key: value for key, value in CONFIG.items() if key.endswith("_address")}
+    assert len(addresses) == 5
+    for key, value in addresses.items():
+        host = urlsplit(value).hostname if "://" in value else value
+        assert host in LOOPBACK, f"{key}={value}: containers open listeners through TS_* variables instead"
+
+
+# --- every file parses ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", [COMPOSE, *sorted(K8S.glob("*.yaml")), *sorted(KSERVE.glob("*.yaml"))], ids=lambda p: p.name
+)
+def test_yaml_parses_to_mappings(path):
+    docs = yaml_docs(path)
+    assert docs and all(isinstance(doc, dict) for doc in docs)
+
+
+@pytest.mark.parametrize("version", ["1.30.0", "1.37.0"])  # ContainerResource metrics are GA from 1.30
+def test_k8s_manifests_match_the_kubernetes_schema(version):
+    objects = k8s_objects()
+    assert set(objects) == {"ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Service"}
+    for doc in objects.values():
+        kubernetes_validate.validate(doc, version, strict=True)  # strict: unknown fields are errors
+
+
+# --- Dockerfile and .dockerignore -------------------------------------------------------------
+
+
+def test_default_target_is_the_runtime_running_torchserve_in_the_foreground():
+    assert list(dockerfile_stages())[-1] == "runtime"
+    command = runtime_command()
+    assert command[:2] == ["torchserve", "--start"] and "--foreground" in command
+    assert Path(option(command, "--ts-config")).name == "config.properties"
+
+
+@pytest.mark.parametrize("stage", ["runtime", "kserve", "loadtest"])
+def test_images_run_as_a_numeric_non_root_user(stage):
+    uid = last(stage, "USER").split(":")[0]
+    assert uid.isdigit() and int(uid) != 0  # numeric, so Kubernetes' runAsNonRoot can verify it
+
+
+def test_runtime_opens_the_config_ports_on_all_interfaces():
+    env = env_instructions("runtime")
+    for name in ("inference", "management", "metrics"):
+        url = urlsplit(env[f"TS_{name.upper()}_ADDRESS"])
+        assert (url.hostname, url.port) == ("0.0.0.0", PORTS[name])
+    assert env["TS_GRPC_INFERENCE_ADDRESS"] == env["TS_GRPC_MANAGEMENT_ADDRESS"] == "0.0.0.0"
+    exposed = {int(port) for kw, args in lineage("runtime") if kw == "EXPOSE" for port in args.split()}
+    assert exposed == set(PORTS.values())
+
+
+def test_the_kserve_image_keeps_torchserve_addresses_to_its_config():
+    assert not [key for key in env_instructions("kserve") if key.endswith("_ADDRESS")]
+
+
+def test_runtime_healthcheck_runs_the_copied_probe():
+    healthcheck = last("runtime", "HEALTHCHECK")
+    command = json.loads(healthcheck.split("CMD", 1)[1])
+    assert command[1:] == [copied_to("deploy/probe.py"), "ready"]
+
+
+def dockerignored(path: str) -> bool:
+    patterns = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
+    return any(fnmatch(path, pattern) for pattern in patterns)
+
+
+def test_dockerfile_copies_only_context_files_that_exist_and_are_not_ignored():
+    instructions = [instruction for stage in dockerfile_stages().values() for instruction in stage]
+    copies = [arguments.split() for kw, arguments in instructions if kw == "COPY"]
+    from_context = [parts for parts in copies if not parts[0].startswith("--from=")]
+    sources = [part for parts in from_context for part in parts[:-1] if not part.startswith("--")]
+    assert "deploy/probe.py" in sources and "config.properties" in sources
+    for source in sources:
+        if source != ".":
+            assert (REPO / source).exists(), source
+            assert not dockerignored(source), f"{source} is in .dockerignore"
+
+
+def test_dockerignore_keeps_sources_and_drops_local_state():
+    needed = ["pyproject.toml", "README.md", "model", "handler", "training", "client", "loadtests", "samples"]
+    assert not [path for path in needed if dockerignored(path)]
+    assert all(dockerignored(path) for path in ("key_file.json", ".venv", "model_store", "build"))
+
+
+def test_dockerfile_torch_pin_is_the_pyproject_pin():
+    pinned = re.search(r'"(torch==[^"]+)"', (REPO / "pyproject.toml").read_text()).group(1)
+    installs = re.findall(r"pip install (torch==\S+)", DOCKERFILE.read_text())
+    assert installs == [pinned]
+
+
+def test_kserve_entrypoint_is_executable():
+    assert os.access(KSERVE / "entrypoint.sh", os.X_OK)
+
+
+# --- docker-compose.yml -----------------------------------------------------------------------
+
+
+def compose() -> dict:
+    return yaml_docs(COMPOSE)[0]
+
+
+def test_compose_publishes_the_config_ports_on_host_loopback():
+    published = [entry.split(":") for entry in compose()["services"]["torchserve"]["ports"]]
+    assert {host for host, _, _ in published} == {"127.0.0.1"}
+    assert all(outside == inside for _, outside, inside in published)
+    assert {int(inside) for _, _, inside in published} == set(PORTS.values())
+
+
+def test_compose_builds_targets_of_the_dockerfile():
+    stages = dockerfile_stages()
+    for name, service in compose()["services"].items():
+        assert (REPO / service["build"]["context"] / "Dockerfile") == DOCKERFILE
+        assert service["build"]["target"] in stages, name
+
+
+def test_compose_mounts_existing_files_where_the_image_reads_them():
+    torchserve = compose()["services"]["torchserve"]
+    mounts = dict(volume.split(":")[:2] for volume in torchserve["volumes"])
+    command = runtime_command()
+    assert (REPO / "config.properties").is_file() and (REPO / "model_store").is_dir()
+    assert mounts["./config.properties"] == option(command, "--ts-config")
+    assert mounts["./model_store"] == option(command, "--model-store")
+    assert mounts["torchserve-state"] == last("runtime", "WORKDIR")  # where key_file.json is written
+    assert "torchserve-state" in compose()["volumes"]
+
+
+def test_compose_torchserve_restarts_is_bounded_and_checks_readiness():
+    torchserve = compose()["services"]["torchserve"]
+    assert torchserve["restart"] in {"always", "unless-stopped", "on-failure"}
+    assert re.fullmatch(r"\d+[mg]", torchserve["mem_limit"])
+    assert torchserve["healthcheck"]["test"][-2:] == [copied_to("deploy/probe.py"), "ready"]
+
+
+def test_compose_locust_loads_the_locustfile_against_torchserve_with_its_key():
+    services = compose()["services"]
+    locust = services["locust"]
+    command = locust["command"]
+    assert locust["profiles"] == ["loadtest"]
+    assert (REPO / option(command, "-f")).is_file()
+    assert "--headless" in command
+    assert option(command, "--host") == f"http://torchserve:{PORTS['inference']}"
+    assert locust["depends_on"]["torchserve"]["condition"] == "service_healthy"
+    key_dir = dict(volume.split(":")[:2] for volume in locust["volumes"])["torchserve-state"]
+    assert locust["environment"]["ASL_KEY_FILE"] == f"{key_dir}/key_file.json"
+    assert locust["environment"]["ASL_GRPC_INFERENCE"] == f"torchserve:{PORTS['grpc_inference']}"
+
+
+# --- Kubernetes -------------------------------------------------------------------------------
+
+
+def test_deployment_keeps_torchserve_on_loopback_while_its_token_check_is_off():
+    env = {name: item["value"] for name, item in env_of(container("torchserve")).items()}
+    assert env["TS_DISABLE_TOKEN_AUTHORIZATION"] == "true"
+    for name in ("inference", "management"):
+        url = urlsplit(env[f"TS_{name.upper()}_ADDRESS"])
+        assert (url.hostname, url.port) == ("127.0.0.1", PORTS[name])
+    assert env["TS_GRPC_INFERENCE_ADDRESS"] == env["TS_GRPC_MANAGEMENT_ADDRESS"] == "127.0.0.1"
+
+
+def test_deployment_exposes_metrics_on_the_config_port_for_prometheus():
+    torchserve = container("torchserve")
+    metrics = urlsplit(env_of(torchserve)["TS_METRICS_ADDRESS"]["value"]).port
+    annotations = k8s_objects()["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    assert metrics == PORTS["metrics"] == int(annotations["prometheus.io/port"])
+    assert {p["containerPort"] for p in torchserve["ports"]} == {PORTS["metrics"]}
+
+
+def test_deployment_probes_readiness_and_liveness_with_the_image_probe():
+    torchserve = container("torchserve")
+    probe = copied_to("deploy/probe.py")
+    assert torchserve["readinessProbe"]["exec"]["command"][1:] == [probe, "ready"]
+    assert torchserve["livenessProbe"]["exec"]["command"][1:] == [probe, "live"]
+    assert torchserve["resources"]["requests"]["cpu"] and torchserve["resources"]["limits"]["memory"]
+
+
+def test_auth_proxy_takes_the_token_from_a_secret_and_forwards_to_the_inference_port():
+    proxy = container("auth-proxy")
+    template = k8s_objects()["ConfigMap"]["data"]["default.conf.template"]
+    token = env_of(proxy)["ASL_API_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert token["name"] and token["key"]
+    assert '"Bearer ${ASL_API_TOKEN}"' in template
+    assert re.search(env_of(proxy)["NGINX_ENVSUBST_FILTER"]["value"], "ASL_API_TOKEN")
+    assert {int(port) for port in re.findall(r"proxy_pass http://127\.0\.0\.1:(\d+);", template)} == {
+        PORTS["inference"]
+    }
+    listen = int(re.search(r"listen (\d+);", template).group(1))
+    assert [listen] == [p["containerPort"] for p in proxy["ports"]]
+    megabytes = int(re.search(r"client_max_body_size (\d+)m;", template).group(1))
+    assert megabytes * 1024 * 1024 == int(CONFIG["max_request_size"])
+
+
+def test_no_secret_is_committed():
+    kinds = [doc.get("kind") for path in (REPO / "deploy").rglob("*.yaml") for doc in yaml_docs(path)]
+    assert "Secret" not in kinds
+
+
+def test_service_selects_the_pods_and_targets_the_proxy_port():
+    objects = k8s_objects()
+    pod = objects["Deployment"]["spec"]["template"]
+    service = objects["Service"]["spec"]
+    assert service["selector"].items() <= pod["metadata"]["labels"].items()
+    proxy_ports = {p["name"] for p in container("auth-proxy")["ports"]}
+    assert {p["targetPort"] for p in service["ports"]} == proxy_ports
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["auth-proxy-config"]["configMap"]["name"] == objects["ConfigMap"]["metadata"]["name"]
+
+
+def test_hpa_scales_the_deployment_on_the_torchserve_container_cpu():
+    objects = k8s_objects()
+    hpa = objects["HorizontalPodAutoscaler"]["spec"]
+    assert hpa["scaleTargetRef"]["name"] == objects["Deployment"]["metadata"]["name"]
+    assert "replicas" not in objects["Deployment"]["spec"]  # the HPA owns the count
+    [metric] = hpa["metrics"]
+    assert metric["containerResource"]["name"] == "cpu"
+    assert container(metric["containerResource"]["container"])["resources"]["requests"]["cpu"]
+    assert 1 <= hpa["minReplicas"] < hpa["maxReplicas"]
+
+
+# --- KServe -----------------------------------------------------------------------------------
+
+
+def test_kserve_config_fits_the_torchserve_wrapper():
+    for key in ("inference_address", "management_address"):
+        url = urlsplit(KSERVE_CONFIG[key])
+        assert url.hostname in LOOPBACK and url.port not in WRAPPER_PORTS, key
+    assert KSERVE_CONFIG["disable_token_authorization"] == "true"  # the wrapper sends no token
+    assert KSERVE_CONFIG["model_store"] == "/mnt/models/model-store"
+    snapshot_lines = [line for line in (KSERVE / "config.properties").read_text().splitlines()
+                      if line.startswith("model_snapshot=")]
+    assert len(snapshot_lines) == 1 and json.loads(snapshot_lines[0].split("=", 1)[1])
+
+
+def test_kserve_serves_the_default_version_from_its_archive_unbatched():
+    snapshot = json.loads(KSERVE_CONFIG["model_snapshot"])
+    default_version, default = next(
+        (version, spec) for version, spec in json.loads(CONFIG["models"])[MODEL_NAME].items()
+        if spec.get("defaultVersion")
+    )
+    [(version, spec)] = snapshot["models"][MODEL_NAME].items()
+    assert (version, spec["marName"], spec["defaultVersion"]) == (default_version, default["marName"], True)
+    assert spec["marName"] in {f"{MODEL_NAME}-{variant}.mar" for variant in VARIANTS}
+    assert spec["batchSize"] == 1  # the kserve envelope reads only the first request of a batch
+    assert snapshot["modelCount"] == 1
+
+
+def test_inference_service_uses_the_torchserve_runtime_with_the_kserve_envelope():
+    [isvc] = yaml_docs(KSERVE / "inferenceservice.yaml")
+    model = isvc["spec"]["predictor"]["model"]
+    assert isvc["kind"] == "InferenceService" and model["modelFormat"]["name"] == "pytorch"
+    assert model["runtime"] == "kserve-torchserve" and model["storageUri"] and model["image"]
+    assert isvc["metadata"]["labels"]["serviceEnvelope"] == KSERVE_CONFIG["service_envelope"] == "kserve"
+    assert str(model["securityContext"]["runAsUser"]) == last("kserve", "USER").split(":")[0]
+
+
+def run_bundle(model_store: Path, out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(KSERVE / "bundle.py"), "--model-store", str(model_store), "--out", str(out)],
+        capture_output=True, text=True, timeout=30,
+    )
+
+
+def test_bundle_lays_out_what_kserve_mounts_and_nothing_stale(tmp_path):
+    store = tmp_path / "model_store"
+    store.mkdir()
+    for name in ("asl-int8.mar", "asl-fp32.mar", "asl-old.mar"):
+        (store / name).write_bytes(name.encode())
+    out = tmp_path / "kserve"
+    (out / "model-store").mkdir(parents=True)
+    (out / "model-store" / "stale.mar").write_bytes(b"old")
+    result = run_bundle(store, out)
+    assert result.returncode == 0, result.stderr
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert files == ["config/config.properties", "model-store/asl-int8.mar"]
+    assert (out / "config" / "config.properties").read_text() == (KSERVE / "config.properties").read_text()
+    assert (out / "model-store" / "asl-int8.mar").read_bytes() == b"asl-int8.mar"
+
+
+def test_bundle_refuses_to_build_without_the_archives(tmp_path):
+    result = run_bundle(tmp_path / "empty", tmp_path / "kserve")
+    assert result.returncode == 1
+    assert "asl-int8.mar" in result.stderr and "make archive" in result.stderr
+    assert not (tmp_path / "kserve").exists()
+
+
+# --- the health probe, against a stand-in TorchServe ------------------------------------------
+
+
+class FakeTorchServe(BaseHTTPRequestHandler):
+    """Answers /ping and the management API like TorchServe 0.12; records the tokens it was sent."""
+
+    versions: ClassVar[list[dict]] = []
+    tokens: ClassVar[list[tuple[str, str | None]]] = []
+    status = 200
+
+    def do_GET(self):
+        self.tokens.append((self.path, self.headers.get("Authorization")))
+        body = {"/ping": {"status": "Healthy"}, "/models": {"models": []}}.get(self.path, self.versions)
+        payload = json.dumps(body).encode()
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_server():
+    FakeTorchServe.versions, FakeTorchServe.tokens, FakeTorchServe.status = [], [], 200
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeTorchServe)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def run_probe(mode: str, url: str, key_file: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ASL_INFERENCE_URL": url, "ASL_MANAGEMENT_URL": url, "ASL_KEY_FILE": str(key_file)}
+    command = [sys.executable, str(PROBE), mode]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+
+
+def version(name: str, *statuses: str) -> dict:
+    return {"modelVersion": name, "workers": [{"status": s} for s in statuses]}
+
+
+def write_keys(path: Path) -> Path:
+    path.write_text(json.dumps({"inference": {"key": "inf-key"}, "management": {"key": "mgmt-key"}}))
+    return path
+
+
+def test_probe_ready_sends_each_api_its_key_and_passes_when_every_version_is_ready(fake_server, tmp_path):
+    FakeTorchServe.versions = [version("1.0-int8", "READY"), version("1.0-fp32", "UNLOADING", "READY")]
+    result = run_probe("ready", fake_server, write_keys(tmp_path / "key_file.json"))
+    assert result.returncode == 0, result.stderr
+    assert FakeTorchServe.tokens == [("/ping", "Bearer inf-key"), ("/models/asl/all", "Bearer mgmt-key")]
+
+
+def test_probe_ready_fails_naming_the_version_without_a_ready_worker(fake_server, tmp_path):
+    FakeTorchServe.versions = [version("1.0-int8", "READY"), version("1.0-fp32", "UNLOADING")]
+    result = run_probe("ready", fake_server, write_keys(tmp_path / "key_file.json"))
+    assert result.returncode == 1 and "1.0-fp32" in result.stderr and "1.0-int8" not in result.stderr
+
+
+def test_probe_live_fails_on_a_refused_token_and_sends_none_without_a_key_file(fake_server, tmp_path):
+    FakeTorchServe.status = 400  # what TorchServe answers to a missing or wrong token
+    result = run_probe("live", fake_server, tmp_path / "absent.json")
+    assert result.returncode == 1 and "400" in result.stderr
+    assert FakeTorchServe.tokens == [("/models", None)]
+
+
+def test_probe_fails_when_nothing_listens(tmp_path):
+    result = run_probe("live", "http://127.0.0.1:9", tmp_path / "absent.json")  # discard port: closed
+    assert result.returncode == 1 and "live:" in result.stderr
+
+
+def test_probe_defaults_are_the_config_addresses():
+    source = PROBE.read_text()
+    for name in ("inference", "management"):
+        default = re.search(rf'"ASL_{name.upper()}_URL", "([^"]+)"', source).group(1)
+        assert default == CONFIG[f"{name}_address"]

@@ -1,0 +1,215 @@
+"""Model-version management over REST and gRPC, and the CLI, against a real TorchServe of this module's own.
+
+These tests register, unregister, scale and switch the default, so they never touch the shared session
+server: the module starts its own, on a copy of the archives plus a freshly built version.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import grpc
+import pytest
+import requests
+
+from client.grpc_client import GrpcClient
+from client.launcher import LocalTorchServe, free_ports
+from client.proto import management_pb2, management_pb2_grpc
+from client.rest import RestClient
+from client.rollout import Traffic, roll_out
+from client.settings import REPO, ClientError, Server
+from handler.archive import VARIANTS, build_archive
+from tests.conftest import sample_images
+
+EXPORTED_INT8 = REPO / "build" / "export" / VARIANTS["int8"][0]
+NEW_VERSION = "1.1-int8"
+NEW_ARCHIVE = f"asl-{NEW_VERSION}.mar"
+IMAGE = sample_images()[0][0]
+
+
+@pytest.fixture(scope="module")
+def server(model_store, tmp_path_factory) -> Server:
+    """A TorchServe only this module changes: 1.0-int8 (default) and 1.0-fp32, NEW_ARCHIVE in its store."""
+    if not EXPORTED_INT8.exists():
+        pytest.fail(f"{EXPORTED_INT8} is missing: run `make export` (make test does it for you)")
+    store = tmp_path_factory.mktemp("managed_store")
+    for archive in model_store.glob("*.mar"):
+        shutil.copy2(archive, store)
+    build_archive(EXPORTED_INT8, NEW_VERSION, store, NEW_ARCHIVE.removesuffix(".mar"))
+    torchserve = LocalTorchServe(tmp_path_factory.mktemp("managed_torchserve"), store)
+    try:
+        yield torchserve.start()
+    finally:
+        torchserve.stop()
+
+
+@pytest.fixture(params=["rest", "grpc"])
+def client(request, server) -> RestClient | GrpcClient:
+    return RestClient(server) if request.param == "rest" else GrpcClient(server)
+
+
+def statuses(client, version: str) -> list[str]:
+    return [worker["status"] for worker in client.describe(version=version)[0]["workers"]]
+
+
+def eventually(check, timeout_s: float = 60) -> None:
+    """Wait for `check()` to hold: TorchServe finishes some changes (unregistering) after answering."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"still not true after {timeout_s:.0f}s"
+        time.sleep(0.2)
+
+
+def test_list_and_describe(client):
+    assert [model["modelName"] for model in client.list_models()] == ["asl"]
+    versions = {v["modelVersion"]: v for v in client.describe()}
+    assert set(versions) == {"1.0-fp32", "1.0-int8"}
+    assert all(statuses(client, version) == ["READY"] for version in versions)
+    assert client.default_version() == "1.0-int8"
+    assert versions["1.0-int8"]["modelUrl"] == "asl-int8.mar"
+
+
+def test_scale_up_and_down(client):
+    assert "scaled to 2" in client.scale(2, 2, version="1.0-fp32")
+    eventually(lambda: statuses(client, "1.0-fp32") == ["READY", "READY"])
+    assert "scaled to 1" in client.scale(1, 1, version="1.0-fp32")
+    eventually(lambda: statuses(client, "1.0-fp32") == ["READY"])
+    described = client.describe(version="1.0-fp32")[0]
+    assert (described["minWorkers"], described["maxWorkers"]) == (1, 1)
+    client.scale(1, 2, version="1.0-fp32")  # back to model-config.yaml's range
+
+
+def test_scale_without_version_scales_the_default(client):
+    client.scale(2, 2)
+    eventually(lambda: statuses(client, "1.0-int8") == ["READY", "READY"])
+    assert statuses(client, "1.0-fp32") == ["READY"]
+    client.scale(1, 1)
+    eventually(lambda: statuses(client, "1.0-int8") == ["READY"])
+    client.scale(1, 2)  # back to model-config.yaml's range (TorchServe keeps a worker count inside it)
+
+
+def test_set_default_routes_unversioned_predictions(client):
+    int8, fp32 = client.predict(IMAGE, "1.0-int8"), client.predict(IMAGE, "1.0-fp32")
+    assert int8 != fp32  # the variants' probabilities differ, so the answer tells which one served
+    try:
+        assert "1.0-fp32" in client.set_default("1.0-fp32")
+        assert client.default_version() == "1.0-fp32"
+        assert client.predict(IMAGE) == fp32
+    finally:
+        client.set_default("1.0-int8")
+    assert client.predict(IMAGE) == int8
+
+
+def test_register_and_unregister_an_archive_from_the_store(client):
+    assert "registered with 1 initial workers" in client.register(NEW_ARCHIVE)
+    assert statuses(client, NEW_VERSION) == ["READY"]
+    assert client.predict(IMAGE, NEW_VERSION) == client.predict(IMAGE, "1.0-int8")  # same export, new version
+    assert client.default_version() == "1.0-int8"
+    assert "unregistered" in client.unregister(NEW_VERSION)
+    eventually(lambda: {v["modelVersion"] for v in client.describe()} == {"1.0-fp32", "1.0-int8"})
+    with pytest.raises(ClientError, match="does not exist"):
+        client.predict(IMAGE, NEW_VERSION)
+
+
+@pytest.mark.parametrize("url", ["https://example.com/asl.mar", "http://127.0.0.1:9/asl-int8.mar"])
+def test_registering_from_a_url_is_refused(client, url):
+    with pytest.raises(ClientError, match="does not match any allowed URL"):
+        client.register(url)
+    assert {v["modelVersion"] for v in client.describe()} == {"1.0-fp32", "1.0-int8"}
+
+
+def test_unknown_versions_and_removing_the_default_are_refused(client):
+    for call in (client.set_default, client.unregister, lambda v: client.scale(1, 1, version=v)):
+        with pytest.raises(ClientError, match=r"9\.9 does not exist"):
+            call("9.9")
+    with pytest.raises(ClientError):
+        client.unregister("1.0-int8")
+    assert client.default_version() == "1.0-int8"
+
+
+def test_management_without_or_with_a_wrong_token_is_refused(server, tmp_path):
+    wrong_keys = tmp_path / "key_file.json"
+    wrong_keys.write_text(json.dumps({"inference": {"key": "wrong"}, "management": {"key": "wrong"}}))
+    for client in (RestClient, GrpcClient):
+        with pytest.raises(ClientError, match="Token Authorization failed"):
+            client(dataclasses.replace(server, key_file=wrong_keys)).set_default("1.0-fp32")
+    inference_key = {"Authorization": f"Bearer {server.key('inference')}"}
+    for headers in ({}, inference_key):  # no token at all, or the inference key
+        url = f"{server.management_url}/models/asl/1.0-fp32/set-default"
+        refused = requests.put(url, headers=headers, timeout=10)
+        assert (refused.status_code, refused.json()["type"]) == (400, "InvalidKeyException")
+    stub = management_pb2_grpc.ManagementAPIsServiceStub(grpc.insecure_channel(server.grpc_management))
+    for metadata in ((), (("authorization", f"Bearer {server.key('inference')}"),)):
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.SetDefault(management_pb2.SetDefaultRequest(model_name="asl", model_version="1.0-fp32"),
+                            metadata=metadata, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert RestClient(server).default_version() == "1.0-int8"
+
+
+def test_set_default_switches_under_load_lose_no_request(server):
+    rest, grpc_client = RestClient(server), GrpcClient(server)
+    started = time.monotonic()
+    with Traffic(server, [path for path, _ in sample_images()], threads=4) as traffic:
+        for switch, version in enumerate(["1.0-fp32", "1.0-int8"] * 4):
+            with traffic.step(f"switch {switch} to {version}", version):
+                (rest if switch % 2 else grpc_client).set_default(version)
+                time.sleep(0.75)
+    assert time.monotonic() - started < 30
+    assert rest.default_version() == "1.0-int8"
+    assert [s.failed for s in traffic.steps] == [0] * 8, traffic.errors[:3]
+    assert all(s.sent > 0 for s in traffic.steps) and sum(s.sent for s in traffic.steps) >= 50
+
+
+def test_roll_out_and_back_under_load_loses_no_request(server):
+    result = roll_out(server, NEW_ARCHIVE, NEW_VERSION, threads=4, dwell_s=1)
+    assert result.failed == 0, result.errors[:3]
+    assert result.sent >= 50 and all(step.sent > 0 for step in result.steps if step.seconds > 0.5)
+    rest = RestClient(server)
+    eventually(lambda: {v["modelVersion"] for v in rest.describe()} == {"1.0-fp32", "1.0-int8"})
+    assert rest.default_version() == "1.0-int8"
+
+
+def run_cli(server: Server, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "client", *args], cwd=REPO, env={**os.environ, **server.env()},
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.mark.parametrize("transport", [[], ["--grpc"]], ids=["rest", "grpc"])
+def test_cli_manages_versions(server, transport):
+    steps = [
+        (["register", f"model_store/{NEW_ARCHIVE}"], "registered"),
+        (["set-default", NEW_VERSION], "Default version successfully updated"),
+        (["models"], f"asl {NEW_VERSION} (default): workers"),
+        (["scale", "--version", NEW_VERSION, "--min-workers", "2", "--max-workers", "2"], "scaled to 2"),
+        (["models"], "READY, "),
+        (["set-default", "1.0-int8"], "Default version successfully updated"),
+        (["unregister", NEW_VERSION], "unregistered"),
+    ]
+    for args, expected in steps:
+        done = run_cli(server, *args, *transport)
+        assert (done.returncode, done.stderr) == (0, "") and expected in done.stdout, (args, done)
+
+
+@pytest.mark.parametrize("transport", [[], ["--grpc"]], ids=["rest", "grpc"])
+def test_cli_failures_are_one_line_without_traceback(server, tmp_path, transport):
+    wrong_keys = tmp_path / "key_file.json"
+    wrong_keys.write_text(json.dumps({"inference": {"key": "wrong"}, "management": {"key": "wrong"}}))
+    (port,) = free_ports(1)
+    down = f"127.0.0.1:{port}"
+    cases = [
+        (server, ["set-default", "9.9"], "9.9 does not exist"),
+        (dataclasses.replace(server, key_file=wrong_keys), ["models"], "Token Authorization failed"),
+        (dataclasses.replace(server, management_url=f"http://{down}", grpc_management=down), ["models"],
+         "cannot reach"),
+    ]
+    for target, args, expected in cases:
+        done = run_cli(target, *args, *transport)
+        assert done.returncode == 1 and done.stdout == "", (args, done)
+        assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1 and expected in done.stderr
