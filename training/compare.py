@@ -7,6 +7,7 @@ median of repeats, at batch 1 and 32, with 1 and 2 threads.
 """
 
 import argparse
+import os
 import platform
 import statistics
 import subprocess
@@ -84,7 +85,8 @@ def render(header: list[str], rows: list[list[str]], validation_images: int) -> 
         "",
         "Made by `make compare` (`python -m training.compare`) in one run on one machine: "
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads available, "
-        f"torch {torch.__version__}, commit {commit or 'uncommitted'}.",
+        f"torch {torch.__version__}, commit {commit or 'uncommitted'}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end (other work on the machine inflates latencies).",
         f"Validation: {validation_images} held-out images (whole blocks of frames per source and class).",
         "Latency: forward pass on preprocessed input, median of repeats, per image.",
         "",

@@ -15,7 +15,7 @@ SAMPLES = REPO / "samples" / "asl2text"  # committed real photos (Apache-2.0), s
 class AugmentConfig:
     """Kornia batch augmentation: geometry for other hands and framings, colour for other rooms."""
 
-    crop_scale: tuple[float, float] = (0.65, 1.0)
+    crop_scale: tuple[float, float] = (0.55, 1.0)
     crop_ratio: tuple[float, float] = (0.8, 1.25)
     rotation_degrees: float = 15.0
     translate: float = 0.08
@@ -49,7 +49,7 @@ class TrainConfig:
     figures_dir: Path = Path("reports/figures")
     cache_dir: Path = Path(".cache/images")
     weights: Path = WEIGHTS
-    epochs: int = 8
+    epochs: int = 6
     patience: int = 3  # early stopping on validation accuracy
     batch_size: int = 64
     lr: float = 2e-3
