@@ -12,6 +12,7 @@ import argparse
 import itertools
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -27,7 +28,6 @@ from client.grpc_client import GrpcClient
 from client.launcher import LocalTorchServe
 from client.rest import RestClient
 from client.settings import MODEL, REPO, ClientError, Server
-from handler.archive import VARIANTS, build_archive
 
 SAMPLES = REPO / "samples" / "asl2text"
 DRAIN_TIMEOUT_S = 30
@@ -145,6 +145,17 @@ def roll_out(server: Server, archive: str, version: str, threads: int = 4, dwell
     return Rollout(version, previous, threads, traffic.steps, traffic.errors)
 
 
+def build_archive(export_dir: Path, store: Path, version: str) -> Path:
+    """A fresh int8 archive of `version`, built by the project's archiver (`python -m handler.archive`)."""
+    name = f"{MODEL}-{version}"
+    subprocess.run(
+        [sys.executable, "-m", "handler.archive", "--export-dir", str(export_dir), "--model-store", str(store),
+         "--variant", "int8", "--version", version, "--archive-name", name],
+        check=True, stdout=subprocess.DEVNULL,
+    )
+    return store / f"{name}.mar"
+
+
 def batches_per_version(model_log: str) -> Counter:
     """Batches each version's workers answered, from the worker lines of model_log.log."""
     pattern = rf"W-\d+-{MODEL}_(\S+?)-stdout MODEL_LOG - Backend received inference"
@@ -193,14 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dwell", type=float, default=3, help="seconds of traffic on each steady state")
     parser.add_argument("--report", type=Path, default=REPO / "reports" / "rollout.md")
     args = parser.parse_args(argv)
-    exported = args.export_dir / VARIANTS["int8"][0]
+    exported = args.export_dir / "asl_int8.pt"
     if not exported.exists():
         print(f"error: no {exported}: run `make export` first", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="rollout-") as tmp:
         store = Path(tmp) / "model_store"
         shutil.copytree(args.model_store, store, ignore=shutil.ignore_patterns(".*"))
-        archive = build_archive(exported, args.version, store, f"{MODEL}-{args.version}")
+        archive = build_archive(args.export_dir, store, args.version)
         torchserve = LocalTorchServe(Path(tmp) / "torchserve", store)
         try:
             result = roll_out(torchserve.start(), archive.name, args.version, args.threads, args.dwell)

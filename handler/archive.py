@@ -63,11 +63,16 @@ def main() -> None:
     parser.add_argument("--model-store", type=Path, default=Path("model_store"))
     parser.add_argument("--variant", choices=sorted(VARIANTS), action="append", help="default: all")
     parser.add_argument("--version", help="override the version (for roll-outs of a new build)")
+    parser.add_argument("--archive-name", help="file name without .mar (one --variant only); default asl-VARIANT")
     args = parser.parse_args()
-    for variant in args.variant or sorted(VARIANTS):
+    variants = args.variant or sorted(VARIANTS)
+    if args.archive_name and len(variants) != 1:
+        parser.error("--archive-name needs exactly one --variant")
+    for variant in variants:
         filename, version = VARIANTS[variant]
         version = args.version or version
-        mar = build_archive(args.export_dir / filename, version, args.model_store, f"{MODEL_NAME}-{variant}")
+        name = args.archive_name or f"{MODEL_NAME}-{variant}"
+        mar = build_archive(args.export_dir / filename, version, args.model_store, name)
         print(f"built {mar} (model {MODEL_NAME}, version {version})")
 
 
