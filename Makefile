@@ -14,7 +14,7 @@ CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yam
 
 .DEFAULT_GOAL := help
 .PHONY: help install java-check train export figures compare archive serve stop protos rollout-demo kserve-bundle \
-        test lint clean
+        soak bad-inputs faults test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -75,6 +75,15 @@ rollout-demo: java-check $(MARS) ## roll a fresh version out and back under load
 
 kserve-bundle: $(MARS) ## build/kserve/: config/ + model-store/ laid out for KServe's TorchServe runtime
 	$(PY) deploy/kserve/bundle.py --model-store model_store --out build/kserve
+
+soak: java-check $(MARS) ## 10-minute Locust soak, 8 users, on a private server: reports/soak.md
+	$(PY) -m hardening.soak --duration 10m --users 8
+
+bad-inputs: java-check $(MARS) ## the bad-input corpus against a private server: reports/bad_inputs.md
+	$(PY) -m hardening.bad_inputs
+
+faults: java-check $(MARS) ## kill -9 and freeze workers under load, time the recovery: reports/faults.md
+	$(PY) -m hardening.faults
 
 test: $(STAMP) $(MARS) protos ## run the test suite (real TorchServe on free ports; ../shared data where present)
 	$(PY) -m pytest -q

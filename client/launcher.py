@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,24 @@ def render_config(base: str, ports: dict[str, int], model_store: Path, overrides
         else:
             text += f"\n{key}={value}\n"
     return text
+
+
+def archive_with_settings(archive: Path, target: Path, **settings: int) -> Path:
+    """A copy of `archive` whose model-config.yaml sets these top-level keys (e.g. maxBatchDelay).
+
+    The archive's model-config.yaml wins over `models=` in config.properties, so this is how a private
+    server gets other batching or timeouts than the shipped archives.
+    """
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as copy:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "model-config.yaml":
+                for key, value in settings.items():
+                    data, count = re.subn(rf"(?m)^{key}: *\S+".encode(), f"{key}: {value}".encode(), data)
+                    if count != 1:
+                        raise ValueError(f"{archive} sets no {key} to replace")
+            copy.writestr(item, data)
+    return target
 
 
 @dataclass

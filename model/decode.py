@@ -68,7 +68,8 @@ def _open_header(data: bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageTooLarge(str(error)) from error
+        # Pillow's own message quotes twice our limit for the images it refuses outright
+        raise ImageTooLarge(f"image has more than {Image.MAX_IMAGE_PIXELS} pixels, the limit") from error
     except UnidentifiedImageError as error:
         raise UnsupportedImage("the body is not an image in a supported format") from error
     except Exception as error:

@@ -7,14 +7,39 @@ served model sees exactly what it was validated on.
 """
 
 import kornia
+import numpy as np
 import torch
+from PIL import Image
 
 from model.config import PREPROCESS, PreprocessConfig
 from model.decode import decode_image
 
+# Huge uploads are box-filtered by whole factors while each side stays >= this multiple of the input size.
+SHRINK_TO_SIZES = 4
+
+
+def shrink(image: torch.Tensor, min_side: int) -> torch.Tensor:
+    """Box-filter a large RGB uint8 (3, H, W) image down by whole factors, keeping each side >= `min_side`.
+
+    The float antialiased resize of a 40-megapixel upload takes ~9 s and ~2.5 GB, enough for a few such
+    uploads to push a batch past responseTimeout; shrunk first on uint8, it costs well under a second
+    and the network's input differs by a fraction of a grey level. Training images are far smaller.
+    """
+    height, width = image.shape[-2:]
+    factors = (max(1, width // min_side), max(1, height // min_side))
+    if factors == (1, 1):
+        return image
+    reduced = Image.fromarray(image.permute(1, 2, 0).numpy()).reduce(factors)
+    return torch.from_numpy(np.array(reduced)).permute(2, 0, 1).contiguous()
+
 
 def resize_image(image: torch.Tensor, config: PreprocessConfig = PREPROCESS) -> torch.Tensor:
     """RGB uint8 (3, H, W) to RGB uint8 (3, S, S): antialiased bilinear resize of the whole frame."""
+    return resize_exact(shrink(image, SHRINK_TO_SIZES * config.image_size), config)
+
+
+def resize_exact(image: torch.Tensor, config: PreprocessConfig = PREPROCESS) -> torch.Tensor:
+    """The Kornia resize itself, without the shrink step for huge images."""
     size = (config.image_size, config.image_size)
     pixels = image.unsqueeze(0).float()
     if tuple(pixels.shape[-2:]) != size:

@@ -7,10 +7,9 @@ import pytest
 
 from client.launcher import LocalTorchServe
 from client.rest import RestClient
-from model.classes import CLASS_NAMES
+from hardening.images import SAMPLES, sample_images  # noqa: F401  (re-exported for the tests)
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO / "samples" / "asl2text"
 SHARED = REPO.parent / "shared" / "data" / "asl"
 ARCHIVES = ("asl-fp32.mar", "asl-int8.mar")
 VERSIONS = ("1.0-fp32", "1.0-int8")
@@ -22,11 +21,6 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs the shared data set at {path} (present in CI, absent on this machine)")
     return path
-
-
-def sample_images() -> list[tuple[Path, str]]:
-    """The committed real photos with their true labels."""
-    return [(p, p.parent.name) for name in CLASS_NAMES for p in sorted((SAMPLES / name).glob("*.jpg"))]
 
 
 @pytest.fixture(scope="session")

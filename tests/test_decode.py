@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+from hardening.images import decompression_bomb, encode, photo, rotated_jpeg, sixteen_bit_png
 from model.decode import CorruptImage, EmptyImage, ImageTooLarge, UnsupportedImage, decode_image
 from tests.conftest import sample_images
-from tests.images import decompression_bomb, encode, photo, rotated_jpeg, sixteen_bit_png
 
 PATH = sample_images()[0][0]
 

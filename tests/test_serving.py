@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from client.launcher import LocalTorchServe
+from client.launcher import LocalTorchServe, archive_with_settings
 from client.rest import RestClient
 from handler.archive import CORE_MODULES
 from model.classes import CLASS_NAMES
@@ -123,10 +123,11 @@ def test_archives_carry_the_same_core_and_nothing_else():
 
 @pytest.fixture(scope="module")
 def batching_server(model_store, tmp_path_factory):
-    """A server whose int8 worker waits long enough to gather 8 concurrent requests into one batch."""
-    models = {"asl": {"1.0-int8": {"marName": "asl-int8.mar", "defaultVersion": True, "minWorkers": 1,
-                                   "maxWorkers": 1, "batchSize": 8, "maxBatchDelay": 3000}}}
-    server = LocalTorchServe(tmp_path_factory.mktemp("batching"), model_store,
+    """A server whose one int8 worker waits long enough to gather 8 concurrent requests into one batch."""
+    store = tmp_path_factory.mktemp("batching_store")
+    archive_with_settings(model_store / "asl-int8.mar", store / "asl-int8.mar", maxBatchDelay=3000, maxWorkers=1)
+    models = {"asl": {"1.0-int8": {"marName": "asl-int8.mar", "defaultVersion": True}}}
+    server = LocalTorchServe(tmp_path_factory.mktemp("batching"), store,
                              {"load_models": "asl-int8.mar", "models": json.dumps(models)})
     server.start()
     yield server
@@ -136,7 +137,9 @@ def batching_server(model_store, tmp_path_factory):
 def test_one_bad_image_fails_alone_in_its_batch(batching_server):
     server = batching_server.server
     rest = RestClient(server)
-    pids_before = [w["pid"] for w in rest.describe()[0]["workers"]]
+    description = rest.describe()[0]
+    assert (description["maxBatchDelay"], len(description["workers"])) == (3000, 1)
+    pids_before = [w["pid"] for w in description["workers"]]
     good = sample_images()[::8][:7]
     corrupt = good[0][0].read_bytes()[:2000]  # a truncated JPEG
     bodies = [p.read_bytes() for p, _ in good] + [corrupt]

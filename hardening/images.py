@@ -1,4 +1,4 @@
-"""Images made in memory for the tests: real photos re-encoded in other formats, and broken files."""
+"""Real photos and images made from them in memory: other formats, rotations, broken and hostile files."""
 
 import io
 from pathlib import Path
@@ -6,7 +6,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from client.settings import REPO
+from model.classes import CLASS_NAMES
+
+SAMPLES = REPO / "samples" / "asl2text"
+
 EXIF_ORIENTATION = 0x0112
+
+
+def sample_images() -> list[tuple[Path, str]]:
+    """The committed real photos with their true labels."""
+    return [(p, p.parent.name) for name in CLASS_NAMES for p in sorted((SAMPLES / name).glob("*.jpg"))]
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:

@@ -1,0 +1,144 @@
+"""Send the bad-input corpus to a private TorchServe and report how each case was answered.
+
+    python -m hardening.bad_inputs [--warm-up 2] [--rounds 3] [--report reports/bad_inputs.md]
+
+It starts its own TorchServe from config.properties (client.launcher.LocalTorchServe: free ports, a
+temporary copy of model_store/) and sends real photos, then the whole corpus `--warm-up` times, then
+`--rounds` more times. Passing means: every case answered as documented in every round, the same
+worker PIDs throughout (no worker restarted), resident memory of the frontend and of every worker grown
+by less than 10% over the rounds after the warm-up, and a good photo still classified right. Exits with
+status 1 otherwise.
+
+How memory is measured: the server's JVM starts with its heap committed and touched (PRETOUCHED_HEAP,
+hardening/processes.py), and the warm-up rounds let Netty's buffers grow to what 8 MiB bodies need and
+the worker's allocator to what a 40-megapixel image needs; that growth stops there (it is reported too).
+A leak is growth that goes on with every further pass.
+"""
+
+import argparse
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from client.launcher import LocalTorchServe
+from client.rest import RestClient
+from client.settings import REPO, Server
+from hardening.corpus import Answer, cases, send, table
+from hardening.images import sample_images
+from hardening.processes import PRETOUCHED_HEAP, growth, resident_mb, worker_pids
+
+MAX_GROWTH = 0.10
+PHOTO, LABEL = sample_images()[0]
+WARM_UP = sample_images()[::4]
+
+
+@dataclass
+class CorpusRun:
+    rounds: list[list[Answer]]  # warm-up rounds first
+    warm_up: int
+    pids_before: dict[str, list[int]]
+    pids_after: dict[str, list[int]]
+    memory_cold: dict[str, float]  # after the real photos, before any bad input
+    memory_before: dict[str, float]  # after the warm-up rounds
+    memory_after: dict[str, float]
+    label_after: str
+
+    @property
+    def answers(self) -> list[Answer]:
+        """The last round's answers."""
+        return self.rounds[-1]
+
+    @property
+    def growth(self) -> dict[str, float]:
+        return growth(self.memory_before, self.memory_after)
+
+    @property
+    def failures(self) -> list[str]:
+        """Everything that falls short of the issue's bar, one line each."""
+        every = [a for answers in self.rounds for a in answers]
+        problems = sorted({f"{a.case.name}: {a.status} {a.kind}" for a in every if not a.as_documented})
+        if self.pids_after != self.pids_before:
+            problems.append(f"worker PIDs changed: {self.pids_before} -> {self.pids_after}")
+        problems += [f"{name} grew {g:.1%}" for name, g in self.growth.items() if g >= MAX_GROWTH]
+        if self.label_after != LABEL:
+            problems.append(f"a good {LABEL} photo is now classified {self.label_after}")
+        return problems
+
+
+def run_corpus(server: Server, warm_up: int = 2, rounds: int = 2) -> CorpusRun:
+    """Send real photos, then the corpus `warm_up` + `rounds` times, watching worker PIDs and memory."""
+    rest = RestClient(server)
+    corpus = cases(PHOTO, LABEL)
+    for path, _ in WARM_UP:
+        rest.predict(path)
+    pids_before, memory_cold = worker_pids(rest), resident_mb(rest)
+    answers = [[send(server, case) for case in corpus] for _ in range(warm_up)]
+    memory_before = resident_mb(rest)
+    answers += [[send(server, case) for case in corpus] for _ in range(rounds)]
+    return CorpusRun(answers, warm_up, pids_before, worker_pids(rest), memory_cold, memory_before,
+                     resident_mb(rest), rest.predict(PHOTO)["label"])
+
+
+def report(run: CorpusRun) -> str:
+    invalid = sum(a.case.status != 200 for a in run.answers)
+    measured = len(run.rounds) - run.warm_up
+    lines = [
+        "# Bad inputs",
+        "",
+        f"`python -m hardening.bad_inputs --warm-up {run.warm_up} --rounds {measured}`, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private TorchServe 0.12.0 started from config.properties "
+        f"(both versions; requests go to the default, 1.0-int8; the JVM starts with a 384 MB heap committed and "
+        f"touched, so that resident memory shows growth: hardening/processes.py). {len(run.answers)} cases "
+        f"({invalid} invalid, {len(run.answers) - invalid} odd but valid), made in memory from "
+        f"`{PHOTO.relative_to(REPO)}` (sign {LABEL}). After {len(WARM_UP)} real photos, the corpus was sent "
+        f"{run.warm_up} time(s) to warm up and {measured} more time(s); every round was checked, the table shows "
+        "the last.",
+        "",
+        table(run.answers),
+        "",
+        "Resident memory (MB): cold is after the real photos, before is after the warm-up rounds, after is at "
+        "the end; the bar (< 10%) applies to before -> after.",
+        "",
+        "| process | cold | before | after | growth |",
+        "|---|---:|---:|---:|---:|",
+        *(f"| {name} | {run.memory_cold[name]:.0f} | {run.memory_before[name]:.0f} | {run.memory_after[name]:.0f} "
+          f"| {g:+.1%} |" for name, g in run.growth.items()),
+        "",
+        f"Worker PIDs before: {run.pids_before}; after: {run.pids_after}. "
+        f"A good {LABEL} photo afterwards: {run.label_after}.",
+        "",
+        f"**{'PASS' if not run.failures else 'FAIL: ' + '; '.join(run.failures)}.**",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hardening.bad_inputs", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model-store", type=Path, default=REPO / "model_store", help="archives to serve")
+    parser.add_argument("--warm-up", type=int, default=2, help="rounds of the corpus before memory is measured")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the corpus measured")
+    parser.add_argument("--report", type=Path, default=REPO / "reports" / "bad_inputs.md")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bad-inputs-") as tmp:
+        store = Path(tmp) / "model_store"
+        shutil.copytree(args.model_store, store, ignore=shutil.ignore_patterns(".*"))
+        torchserve = LocalTorchServe(Path(tmp) / "torchserve", store, PRETOUCHED_HEAP)
+        try:
+            run = run_corpus(torchserve.start(), args.warm_up, args.rounds)
+        finally:
+            torchserve.stop()
+    text = report(run)
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(text)
+    print(text + f"\nwritten to {args.report}")
+    return 0 if not run.failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Worker faults under load: kill -9 a worker, freeze one past responseTimeout, and time the recovery.
+
+    python -m hardening.faults [--kills 5] [--threads 4] [--response-timeout S] [--report reports/faults.md]
+
+It starts its own TorchServe from config.properties (client.launcher.LocalTorchServe: free ports, a
+temporary copy of model_store/). While client threads (half REST, half gRPC) send predictions to the
+default version, it kills that version's worker with SIGKILL `--kills` times, each time measuring how
+long until a new worker answers and how many requests failed. Then it freezes the worker (SIGSTOP) and
+sends one request: TorchServe should give up on it after responseTimeout (30 s as archived, or
+`--response-timeout`) and start a new worker. Passing means: at most one failed request per client
+thread at each kill (those in flight), none once the new worker answers, service back within 10 s,
+and the frozen worker replaced. Exits with status 1 otherwise.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+import requests
+
+from client.launcher import LocalTorchServe, archive_with_settings
+from client.rest import RestClient
+from client.rollout import SAMPLES, Step, Traffic
+from client.settings import REPO, ClientError, Server
+from hardening.processes import worker_pids
+
+RECOVERY_LIMIT_S = 10
+IMAGES = sorted(SAMPLES.glob("*/*.jpg"))
+
+
+def wait_replaced(rest: RestClient, version: str, old_pid: int, timeout_s: float = 60) -> int:
+    """Wait until `version` has a READY worker other than `old_pid`, and return its PID."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            workers = rest.describe(version=version)[0]["workers"]
+        except ClientError:
+            workers = []
+        ready = [w["pid"] for w in workers if w["status"] == "READY" and w["pid"] != old_pid]
+        if ready:
+            return ready[0]
+        time.sleep(0.1)
+    raise ClientError(f"no new READY worker for {version} after {timeout_s:.0f}s")
+
+
+@dataclass
+class Kill:
+    recovery_s: float  # from SIGKILL until the new worker answered a request
+    threads: int
+    steps: list[Step]
+    errors: list[str]
+
+    @property
+    def failed(self) -> int:
+        return sum(step.failed for step in self.steps)
+
+    @property
+    def sent(self) -> int:
+        return sum(step.sent for step in self.steps)
+
+    @property
+    def problems(self) -> list[str]:
+        problems = []
+        if self.recovery_s >= RECOVERY_LIMIT_S:
+            problems.append(f"service back only after {self.recovery_s:.1f}s")
+        if self.failed > self.threads:
+            problems.append(f"{self.failed} requests failed, more than the {self.threads} that can be in flight")
+        if self.steps[-1].failed:
+            problems.append(f"{self.steps[-1].failed} requests failed after the new worker answered")
+        problems += [f"not an in-flight failure: {e}" for e in self.errors if "Worker died" not in e]
+        return problems
+
+
+def kill_under_load(server: Server, threads: int = 4, dwell_s: float = 2) -> Kill:
+    """SIGKILL the default version's worker while `threads` clients send it predictions."""
+    rest = RestClient(server)
+    version = rest.default_version()
+    with Traffic(server, IMAGES, threads) as traffic:
+        with traffic.step("before", version):
+            time.sleep(dwell_s)
+        with traffic.step("kill -9, until a new worker answers", version):
+            (old_pid,) = worker_pids(rest)[version]
+            killed = time.monotonic()
+            os.kill(old_pid, signal.SIGKILL)
+            wait_replaced(rest, version, old_pid)
+            rest.predict(IMAGES[0], version)
+            recovery_s = time.monotonic() - killed
+        with traffic.step("after", version):
+            time.sleep(dwell_s)
+    return Kill(recovery_s, threads, traffic.steps, traffic.errors)
+
+
+@dataclass
+class Stuck:
+    status: int  # of the request sent to the frozen worker
+    message: str
+    answered_s: float  # until that request was answered
+    recovery_s: float  # until a new worker answered a request
+    old_worker_gone: bool
+
+
+def freeze_worker(server: Server, version: str) -> Stuck:
+    """SIGSTOP `version`'s worker, send it a request, and wait for TorchServe to replace the worker."""
+    rest = RestClient(server)
+    (old_pid,) = worker_pids(rest)[version]
+    os.kill(old_pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        response = requests.post(
+            f"{server.inference_url}/predictions/asl/{version}", data=IMAGES[0].read_bytes(), timeout=120,
+            headers={"Authorization": f"Bearer {server.key('inference')}", "Content-Type": "application/octet-stream"},
+        )
+        answered_s = time.monotonic() - started
+        wait_replaced(rest, version, old_pid)
+        rest.predict(IMAGES[0], version)
+        recovery_s = time.monotonic() - started
+    finally:
+        if psutil.pid_exists(old_pid):  # never leave a frozen process behind, whatever happened
+            os.kill(old_pid, signal.SIGCONT)
+    gone = not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == psutil.STATUS_ZOMBIE
+    return Stuck(response.status_code, response.json().get("message", ""), answered_s, recovery_s, gone)
+
+
+def report(kills: list[Kill], stuck: Stuck, response_timeout: int, problems: list[str]) -> str:
+    lines = [
+        "# Worker faults under load",
+        "",
+        f"`python -m hardening.faults --kills {len(kills)} --threads {kills[0].threads}`, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private TorchServe 0.12.0 started from config.properties. "
+        f"{kills[0].threads} client threads (half REST, half gRPC) sent predictions to the default version while "
+        "its worker was killed with SIGKILL; recovery is the time from the kill until the new worker answered. "
+        "Each failure is listed under the step in which its request was sent.",
+        "",
+        "| kill | recovery s | requests sent | failed | failures |",
+        "|---:|---:|---:|---:|---|",
+        *(f"| {n} | {k.recovery_s:.1f} | {k.sent} | {k.failed} | {'; '.join(sorted(set(k.errors)))[:200]} |"
+          for n, k in enumerate(kills, 1)),
+        "",
+        f"Frozen worker (SIGSTOP, responseTimeout {response_timeout} s): the request sent to it was answered "
+        f"{stuck.status} \"{stuck.message}\" after {stuck.answered_s:.1f} s; a new worker answered after "
+        f"{stuck.recovery_s:.1f} s; the frozen process {'was' if stuck.old_worker_gone else 'was NOT'} removed.",
+        "",
+        f"**{'PASS' if not problems else 'FAIL: ' + '; '.join(problems)}.**",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hardening.faults", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model-store", type=Path, default=REPO / "model_store", help="archives to serve")
+    parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--response-timeout", type=int, help="seconds, instead of the archive's (30)")
+    parser.add_argument("--report", type=Path, default=REPO / "reports" / "faults.md")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="faults-") as tmp:
+        store = Path(tmp) / "model_store"
+        shutil.copytree(args.model_store, store, ignore=shutil.ignore_patterns(".*"))
+        if args.response_timeout:
+            for archive in store.glob("*.mar"):
+                timeout = args.response_timeout
+                copy = archive_with_settings(archive, archive.with_suffix(".tmp"), responseTimeout=timeout)
+                copy.replace(archive)
+        torchserve = LocalTorchServe(Path(tmp) / "torchserve", store)
+        try:
+            server = torchserve.start()
+            kills = [kill_under_load(server, args.threads) for _ in range(args.kills)]
+            version = RestClient(server).default_version()
+            response_timeout = RestClient(server).describe(version=version)[0]["responseTimeout"]
+            stuck = freeze_worker(server, version)
+        finally:
+            torchserve.stop()
+    problems = [p for kill in kills for p in kill.problems]
+    if stuck.status < 500 or not stuck.old_worker_gone or stuck.recovery_s >= response_timeout + RECOVERY_LIMIT_S:
+        problems.append(f"the frozen worker was not replaced as expected: {stuck}")
+    text = report(kills, stuck, response_timeout, problems)
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(text)
+    print(text + f"\nwritten to {args.report}")
+    return 0 if not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Soak: Locust against a private TorchServe for a long run, watching failures, restarts and memory.
+
+    python -m hardening.soak [--duration 10m] [--users 8] [--warm-up 60] [--report reports/soak.md]
+
+It starts its own TorchServe from config.properties (client.launcher.LocalTorchServe: free ports, a
+temporary copy of model_store/) and runs the users of loadtests/locustfile.py (half REST, half gRPC)
+headless against the default version, sampling the resident memory of the
+frontend and of every worker every `--sample-every` seconds. Locust's CSVs and HTML report go to
+`--out`; the summary to `--report`. Passing means: no failed request, no worker restarted, and no
+process's memory grown by 10% or more from the first sample after `--warm-up` seconds of load (buffer
+pools and the workers' allocators size themselves to the load first) to the end. The JVM starts with its heap
+committed and touched (PRETOUCHED_HEAP, hardening/processes.py), so that its resident memory shows
+growth. Exits with status 1 otherwise.
+"""
+
+import argparse
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from client.launcher import LocalTorchServe
+from client.rest import RestClient
+from client.settings import REPO, Server
+from hardening.processes import PRETOUCHED_HEAP, growth, resident_mb, worker_pids
+
+LOCUSTFILE = REPO / "loadtests" / "locustfile.py"
+MAX_GROWTH = 0.10
+
+
+@dataclass
+class Sample:
+    seconds: float  # since the load started
+    memory: dict[str, float]
+    pids: dict[str, list[int]]
+
+
+class MemoryWatch:
+    """Samples memory and worker PIDs in a thread until the `with` block ends."""
+
+    def __init__(self, server: Server, every_s: float):
+        self.rest, self.every_s = RestClient(server), every_s
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> "MemoryWatch":
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()  # the end
+
+    def _sample(self) -> None:
+        self.samples.append(Sample(time.monotonic() - self._started, resident_mb(self.rest), worker_pids(self.rest)))
+
+    def _watch(self) -> None:
+        self._sample()
+        while not self._stop.wait(self.every_s):
+            self._sample()
+
+
+@dataclass
+class Soak:
+    users: int
+    duration: str
+    warm_up_s: float
+    idle: dict[str, float]  # memory before any load
+    samples: list[Sample]
+    stats: dict[str, str]  # Locust's aggregated row
+    failures: list[dict[str, str]]
+
+    @property
+    def start(self) -> Sample:
+        """The first sample after the warm-up."""
+        return next((s for s in self.samples if s.seconds >= self.warm_up_s), self.samples[-1])
+
+    @property
+    def growth(self) -> dict[str, float]:
+        return growth(self.start.memory, self.samples[-1].memory)
+
+    @property
+    def restarts(self) -> int:
+        seen: dict[str, set[int]] = {}
+        for sample in self.samples:
+            for version, pids in sample.pids.items():
+                seen.setdefault(version, set()).update(pids)
+        return sum(len(pids) - 1 for pids in seen.values())
+
+    @property
+    def problems(self) -> list[str]:
+        problems = [f"{self.stats['Failure Count']} requests failed"] if int(self.stats["Failure Count"]) else []
+        if self.restarts:
+            problems.append(f"{self.restarts} worker restart(s)")
+        return problems + [f"{name} grew {g:.1%}" for name, g in self.growth.items() if g >= MAX_GROWTH]
+
+
+def run_locust(server: Server, users: int, duration: str, out: Path) -> None:
+    """Locust headless in its own process (it monkey-patches what it imports), its CSVs and HTML to `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", server.inference_url,
+        "--users", str(users), "--spawn-rate", str(users), "--run-time", duration, "--stop-timeout", "10s",
+        "--csv", str(out / "locust"), "--html", str(out / "report.html"), "--only-summary",
+    ]
+    subprocess.run(command, env={**os.environ, **server.env()}, check=False)  # exits 1 when a request failed
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def soak(server: Server, users: int, duration: str, warm_up_s: float, every_s: float, out: Path) -> Soak:
+    idle = resident_mb(RestClient(server))
+    with MemoryWatch(server, every_s) as watch:
+        run_locust(server, users, duration, out)
+    aggregated = next(row for row in read_rows(out / "locust_stats.csv") if row["Name"] == "Aggregated")
+    return Soak(users, duration, warm_up_s, idle, watch.samples, aggregated, read_rows(out / "locust_failures.csv"))
+
+
+def report(result: Soak) -> str:
+    names = list(result.samples[-1].memory)
+    start, end = result.start, result.samples[-1]
+    stats = result.stats
+    lines = [
+        "# Soak",
+        "",
+        f"`python -m hardening.soak --duration {result.duration} --users {result.users} "
+        f"--warm-up {result.warm_up_s:.0f}`, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private TorchServe 0.12.0 started from config.properties "
+        f"(both versions; the load goes to the default, 1.0-int8; the JVM starts with a 384 MB heap "
+        "committed and touched: hardening/processes.py). Locust users of loadtests/locustfile.py, half "
+        "REST and half gRPC, each sending its next photo as soon as the last is answered.",
+        "",
+        "| requests | failures | requests/s | p50 ms | p95 ms | p99 ms | worker restarts |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {stats['Request Count']} | {stats['Failure Count']} | {float(stats['Requests/s']):.1f} | {stats['50%']} "
+        f"| {stats['95%']} | {stats['99%']} | {result.restarts} |",
+        "",
+        f"Resident memory (MB): idle is before the load, start is {start.seconds:.0f} s into it (after the "
+        f"{result.warm_up_s:.0f} s warm-up), end is when it stopped ({end.seconds:.0f} s); the bar (< 10%) applies "
+        "to start -> end.",
+        "",
+        "| process | idle | start | end | growth | max |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(f"| {name} | {result.idle[name]:.0f} | {start.memory[name]:.0f} | {end.memory[name]:.0f} "
+          f"| {result.growth[name]:+.1%} | {max(s.memory.get(name, 0) for s in result.samples):.0f} |"
+          for name in names),
+        "",
+        "Samples (MB): " + "; ".join(
+            f"{s.seconds:.0f} s: " + ", ".join(f"{s.memory[n]:.0f}" for n in names) for s in result.samples
+        ) + f" ({', '.join(names)})",
+        "",
+        f"**{'PASS' if not result.problems else 'FAIL: ' + '; '.join(result.problems)}.**",
+    ]
+    if result.failures:
+        lines += ["", "| endpoint | error | occurrences |", "|---|---|---:|"]
+        lines += [f"| {r['Method']} {r['Name']} | {r['Error']} | {r['Occurrences']} |" for r in result.failures]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hardening.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model-store", type=Path, default=REPO / "model_store", help="archives to serve")
+    parser.add_argument("--duration", default="10m", help="Locust run time, e.g. 60s or 10m")
+    parser.add_argument("--users", type=int, default=8, help="concurrent users, half REST and half gRPC")
+    parser.add_argument("--warm-up", type=float, default=60, help="seconds of load before memory is compared")
+    parser.add_argument("--sample-every", type=float, default=30, help="seconds between memory samples")
+    parser.add_argument("--out", type=Path, default=REPO / "reports" / "loadtest" / "soak", help="Locust's files")
+    parser.add_argument("--report", type=Path, default=REPO / "reports" / "soak.md")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
+        store = Path(tmp) / "model_store"
+        shutil.copytree(args.model_store, store, ignore=shutil.ignore_patterns(".*"))
+        torchserve = LocalTorchServe(Path(tmp) / "torchserve", store, PRETOUCHED_HEAP)
+        try:
+            result = soak(torchserve.start(), args.users, args.duration, args.warm_up, args.sample_every, args.out)
+        finally:
+            torchserve.stop()
+    text = report(result)
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(text)
+    print(text + f"\nwritten to {args.report}")
+    return 0 if not result.problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Bad inputs, limits and secure defaults, against a real TorchServe of this module's own.
+
+The corpus (hardening/corpus.py) is sent four times; a private server keeps the session's server out
+of it. Refusing http(s):// registrations and a missing or wrong management token is tested in
+test_management.py.
+"""
+
+import ipaddress
+import json
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+import torch
+
+from client.launcher import LocalTorchServe
+from client.rest import RestClient
+from client.settings import ClientError
+from hardening.bad_inputs import LABEL, MAX_GROWTH, run_corpus
+from hardening.corpus import NO_JSON, table
+from hardening.images import encode, photo
+from hardening.processes import PRETOUCHED_HEAP, frontend, worker_pids
+from model.preprocess import resize_exact, resize_image, shrink
+from tests.conftest import REPO, sample_images
+
+# Answered by TorchServe's frontend before our handler sees the request; docs/security.md says so.
+FRONTEND_ANSWERS = {
+    "body 1 byte over max_request_size": (413, NO_JSON),
+    "form-encoded JPEG (bare curl --data-binary)": (500, "ErrorDataDecoderException"),
+}
+
+
+@pytest.fixture(scope="module")
+def private_server(model_store, tmp_path_factory):
+    """TorchServe from the repo's config.properties, both versions, used by this module alone; its JVM
+    starts with its heap committed, so that resident memory shows growth (hardening/processes.py)."""
+    server = LocalTorchServe(tmp_path_factory.mktemp("hardening"), model_store, PRETOUCHED_HEAP)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def corpus_run(private_server):
+    return run_corpus(private_server.server, warm_up=2, rounds=2)
+
+
+def test_every_bad_input_gets_its_documented_answer(corpus_run):
+    print("\n" + table(corpus_run.answers))
+    documented = {a.case.name: (a.case.status, a.case.kind) for a in corpus_run.answers}
+    invalid = {name: answer for name, answer in documented.items() if answer[0] != 200}
+    assert len(documented) >= 25 and len(invalid) >= 20
+    beside_the_bar = {name: answer for name, answer in invalid.items() if answer[0] >= 500 or answer[1] == NO_JSON}
+    assert beside_the_bar == FRONTEND_ANSWERS  # every other invalid input: a 4xx with our JSON body
+    wrong = [(a.case.name, a.status, a.kind) for answers in corpus_run.rounds for a in answers if not a.as_documented]
+    assert wrong == []
+
+
+def test_no_worker_restarted_during_the_corpus(corpus_run):
+    assert corpus_run.pids_after == corpus_run.pids_before
+
+
+def test_memory_stays_flat_over_the_corpus(corpus_run):
+    for name, growth in corpus_run.growth.items():
+        print(f"\n{name}: {corpus_run.memory_cold[name]:.0f} MB cold, {corpus_run.memory_before[name]:.0f} after the "
+              f"warm-up, {corpus_run.memory_after[name]:.0f} at the end ({growth:+.1%})", end="")
+    assert set(corpus_run.growth) == {"frontend", "worker 1.0-fp32#0", "worker 1.0-int8#0"}
+    assert {name: g for name, g in corpus_run.growth.items() if g >= MAX_GROWTH} == {}
+
+
+def test_a_good_photo_is_still_classified_right(corpus_run):
+    assert corpus_run.label_after == LABEL
+
+
+def test_largest_uploads_do_not_fail_the_good_requests_batched_with_them(private_server):
+    """Before uploads were shrunk, four of these took the batch past responseTimeout and the worker was killed."""
+    server = private_server.server
+    rest = RestClient(server)
+    pids = worker_pids(rest)
+    largest = encode(photo(sample_images()[0][0]).resize((6300, 6300)), "PNG", compress_level=1)
+    good = sample_images()[1::9][:4]
+    headers = {"Authorization": f"Bearer {server.key('inference')}", "Content-Type": "application/octet-stream"}
+
+    def post(body: bytes) -> requests.Response:
+        return requests.post(f"{server.inference_url}/predictions/asl", data=body, headers=headers, timeout=60)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(post, [largest] * 4 + [path.read_bytes() for path, _ in good]))
+    assert [answer.status_code for answer in answers] == [200] * 8
+    assert [answer.json()["label"] for answer in answers[4:]] == [label for _, label in good]
+    assert worker_pids(rest) == pids
+
+
+def test_registering_a_path_outside_the_model_store_is_refused(private_server, tmp_path):
+    rest = RestClient(private_server.server)
+    outside = shutil.copy2(private_server.model_store / "asl-int8.mar", tmp_path / "elsewhere.mar")
+    with pytest.raises(ClientError, match="Model not found at"):
+        rest.register(str(outside))
+    with pytest.raises(ClientError, match="Relative path is not allowed"):
+        rest.register(f"../{tmp_path.name}/elsewhere.mar")
+    assert [model["modelName"] for model in rest.list_models()] == ["asl"]
+
+
+def test_every_listener_is_on_loopback(private_server):
+    server = private_server.server
+    listening = [c.laddr for c in frontend(RestClient(server)).net_connections("inet") if c.status == "LISTEN"]
+    ports = {int(url.rsplit(":", 1)[1]) for url in (server.inference_url, server.management_url, server.metrics_url,
+                                                     server.grpc_inference, server.grpc_management)}
+    assert {address.port for address in listening} == ports
+    assert {ipv4(address.ip) for address in listening} == {"127.0.0.1"}
+
+
+def ipv4(ip: str) -> str:
+    """Java listens on IPv6 sockets: 127.0.0.1 shows as ::ffff:127.0.0.1."""
+    address = ipaddress.ip_address(ip)
+    return str(getattr(address, "ipv4_mapped", None) or address)
+
+
+def test_huge_uploads_are_shrunk_before_the_float_resize():
+    image = photo(sample_images()[0][0]).resize((4000, 3000))
+    full = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
+    shrunk = shrink(full, 640)
+    assert shrunk.shape == (3, 750, 667)  # 3000 / 4 and 4000 / 6 (a partial last box counts): each side >= 640
+    assert float((resize_image(full).float() - resize_exact(full).float()).abs().mean()) < 0.5
+    small = torch.zeros(3, 1279, 1279, dtype=torch.uint8)
+    assert shrink(small, 640) is small
+
+
+def test_no_secrets_are_tracked():
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    paths = [REPO / name for name in tracked.decode().split("\0") if name]
+    key_like = [p.name for p in paths if p.name == "key_file.json" or p.suffix in {".pem", ".key", ".jks", ".p12"}]
+    assert key_like == []
+    assert [p.name for p in paths if p.is_file() and b"PRIVATE KEY-----" in p.read_bytes()] == []
+    ignored = subprocess.run(["git", "check-ignore", "-q", "key_file.json"], cwd=REPO)
+    assert ignored.returncode == 0  # the key file TorchServe writes at start-up never gets committed
+
+
+def test_keys_rotate_through_the_token_api(private_server):
+    """POST /token on the management port, authorised by the API key of key_file.json (TorchServe 0.12)."""
+    server = private_server.server
+    before = json.loads(server.key_file.read_text())
+    url = f"{server.management_url}/token"
+    refused = requests.post(url, params={"type": "inference"}, timeout=10,
+                            headers={"Authorization": f"Bearer {before['management']['key']}"})
+    assert (refused.status_code, refused.json()["type"]) == (400, "InvalidKeyException")
+    rotated = requests.post(url, params={"type": "inference"}, timeout=10,
+                            headers={"Authorization": f"Bearer {before['API']['key']}"})
+    assert rotated.status_code == 200
+    after = json.loads(server.key_file.read_text())
+    assert after["inference"]["key"] != before["inference"]["key"]
+    assert after["management"]["key"] == before["management"]["key"]
+    image = sample_images()[0][0].read_bytes()
+    for key, status in ((before["inference"]["key"], 400), (after["inference"]["key"], 200)):
+        response = requests.post(f"{server.inference_url}/predictions/asl", data=image, timeout=30,
+                                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/octet-stream"})
+        assert response.status_code == status
