@@ -14,7 +14,7 @@ CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yam
 
 .DEFAULT_GOAL := help
 .PHONY: help install java-check train export figures compare archive serve stop protos rollout-demo kserve-bundle \
-        soak bad-inputs faults test lint clean
+        soak bad-inputs faults loadtest bench profile test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -75,6 +75,17 @@ rollout-demo: java-check $(MARS) ## roll a fresh version out and back under load
 
 kserve-bundle: $(MARS) ## build/kserve/: config/ + model-store/ laid out for KServe's TorchServe runtime
 	$(PY) deploy/kserve/bundle.py --model-store model_store --out build/kserve
+
+USERS ?= 4
+DURATION ?= 20s
+loadtest: $(STAMP) protos ## Locust against the running server (make serve): reports/loadtest/ with summary.md
+	$(PY) -m loadtests.run --users $(USERS) --duration $(DURATION)
+
+bench: java-check $(MARS) protos ## side-by-side benchmark on private servers: reports/benchmarks.md + figure
+	$(PY) -m loadtests.bench
+
+profile: $(EXPORTS) ## torch.profiler time per handler stage on real images: reports/profile.md
+	$(PY) -m loadtests.profile_stages
 
 soak: java-check $(MARS) ## 10-minute Locust soak, 8 users, on a private server: reports/soak.md
 	$(PY) -m hardening.soak --duration 10m --users 8

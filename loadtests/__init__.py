@@ -1,0 +1,1 @@
+"""Load tests (Locust), the side-by-side benchmark and the stage profile of the served classifier."""

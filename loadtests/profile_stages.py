@@ -1,0 +1,157 @@
+"""Where a request's time goes inside the handler: a torch.profiler trace of each stage on real photos.
+
+    python -m loadtests.profile_stages [--variant int8] [--batches 1 8] [--rounds 3] [--images DIR]
+        [--report reports/profile.md] [--trace-dir build/profile]
+
+Runs the handler's own stage functions (model.decode, model.preprocess, the archive's TorchScript
+model, model.postprocess) under torch.profiler.record_function, with the PyTorch thread count of
+handler/model-config.yaml, and the baseline handler's Pillow + NumPy preprocessing on the same photos
+for comparison. Writes a table of time per stage to --report and a Chrome trace per batch size to
+--trace-dir (open it in chrome://tracing or https://ui.perfetto.dev).
+"""
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from client.settings import REPO
+from loadtests.archives import labels, load_model
+from loadtests.baseline_handler import BaselineHandler
+from loadtests.images import DEFAULT_IMAGES, image_paths
+from model.config import PREPROCESS
+from model.decode import decode_image
+from model.postprocess import top_k_answers
+from model.preprocess import normalize_batch, resize_image
+
+OURS = ("decode", "resize", "normalise", "forward", "postprocess")
+BASELINE = ("decode + resize + normalise (Pillow, NumPy)", "forward", "postprocess")
+
+
+def our_stages(model: Callable, photos: list[bytes]) -> None:
+    """One batch through the handler's stages, in the order model.pipeline.Classifier runs them."""
+    with record_function("decode"):
+        images = [decode_image(photo, PREPROCESS.max_pixels) for photo in photos]
+    with record_function("resize"):
+        batch = torch.stack([resize_image(image, PREPROCESS) for image in images])
+    with record_function("normalise"):
+        batch = normalize_batch(batch, PREPROCESS)
+    with record_function("forward"), torch.inference_mode():
+        logits = model(batch)
+    with record_function("postprocess"):
+        top_k_answers(logits, 5)
+
+
+def baseline_stages(handler: BaselineHandler, photos: list[bytes]) -> None:
+    """One batch through the baseline handler's preprocess, forward and postprocess."""
+    with record_function(BASELINE[0]):
+        batch = handler.preprocess([{"body": photo} for photo in photos])
+    with record_function("forward"), torch.inference_mode():
+        logits = handler.model(batch)
+    with record_function("postprocess"):
+        handler.postprocess(logits)
+
+
+@dataclass
+class Profile:
+    stages: dict[str, float]  # milliseconds per image in each stage (profiler CPU time, children included)
+    operators: dict[str, float]  # the heaviest operators by self CPU time, milliseconds per image
+    images_per_s: float  # without the profiler
+
+
+def profile_stages(run: Callable[[list[bytes]], None], photos: list[bytes], batch: int, rounds: int,
+                   names: tuple[str, ...], trace: Path | None, top: int = 6) -> Profile:
+    """Time per stage and per operator under the profiler, and the unprofiled images/s, after a warm-up."""
+    batches = [photos[i:i + batch] for i in range(0, len(photos) - batch + 1, batch)]
+    for chunk in batches[:3]:
+        run(chunk)
+    started = time.perf_counter()
+    for _ in range(rounds):
+        for chunk in batches:
+            run(chunk)
+    images = rounds * batch * len(batches)
+    throughput = images / (time.perf_counter() - started)
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        for _ in range(rounds):
+            for chunk in batches:
+                run(chunk)
+    if trace:
+        trace.parent.mkdir(parents=True, exist_ok=True)
+        profiler.export_chrome_trace(str(trace))
+    events = profiler.key_averages()
+    totals = {event.key: event.cpu_time_total for event in events if event.key in names}
+    heaviest = sorted((e for e in events if e.key not in names), key=lambda e: e.self_cpu_time_total, reverse=True)
+    return Profile(
+        {name: totals.get(name, 0.0) / 1000 / images for name in names},
+        {e.key: e.self_cpu_time_total / 1000 / images for e in heaviest[:top]},
+        throughput,
+    )
+
+
+def tables(profile: Profile) -> list[str]:
+    total = sum(profile.stages.values())
+    lines = ["| stage | ms per image | share |", "|---|---:|---:|"]
+    lines += [f"| {name} | {ms:.2f} | {ms / total:.0%} |" for name, ms in profile.stages.items()]
+    lines += [f"| **total** | **{total:.2f}** | |", ""]
+    lines += ["| heaviest operators (self time) | ms per image |", "|---|---:|"]
+    lines += [f"| `{name}` | {ms:.2f} |" for name, ms in profile.operators.items()]
+    lines += ["", f"Unprofiled: {profile.images_per_s:.0f} images/s."]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.profile_stages", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--variant", choices=["int8", "fp32"], default="int8")
+    parser.add_argument("--batches", nargs="+", type=int, help="batch sizes (default: 1 and the shipped batchSize)")
+    parser.add_argument("--rounds", type=int, default=3, help="passes over the photos per measurement")
+    parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
+    parser.add_argument("--report", type=Path, default=REPO / "reports" / "profile.md")
+    parser.add_argument("--trace-dir", type=Path, default=REPO / "build" / "profile")
+    args = parser.parse_args(argv)
+    config = yaml.safe_load((REPO / "handler" / "model-config.yaml").read_text())
+    threads = int(config["handler"]["threads"])
+    torch.set_num_threads(threads)
+    batches = args.batches or sorted({1, config["batchSize"]})
+    mar = REPO / "model_store" / f"asl-{args.variant}.mar"
+    model = load_model(mar)
+    baseline = BaselineHandler()
+    baseline.model = model
+    baseline.mapping = labels(mar)
+    photos = [path.read_bytes() for path in image_paths(args.images)]
+    command = " ".join(["python -m loadtests.profile_stages", *(argv if argv is not None else sys.argv[1:])])
+    images, traces = args.images.resolve(), args.trace_dir.resolve()
+    lines = [
+        "# Time per stage inside the handler",
+        "",
+        f"`{command}`: torch.profiler (CPU time, record_function per stage) on {len(photos)} photos from "
+        f"{images.relative_to(REPO) if images.is_relative_to(REPO) else images}, {args.variant} model from "
+        f"{mar.relative_to(REPO)}, {threads} PyTorch thread(s) as handler/model-config.yaml "
+        f"sets, {args.rounds} pass(es) after a warm-up. Chrome traces of our handler: "
+        f"{traces.relative_to(REPO) if traces.is_relative_to(REPO) else traces}/.",
+    ]
+    for batch in batches:
+        ours = profile_stages(lambda chunk: our_stages(model, chunk), photos, batch, args.rounds, OURS,
+                              args.trace_dir / f"ours-{args.variant}-batch{batch}.json")
+        theirs = profile_stages(lambda chunk: baseline_stages(baseline, chunk), photos, batch, args.rounds,
+                                BASELINE, None)
+        lines += ["", f"## Batch {batch}", "", "Our handler (Kornia):", "", *tables(ours), "",
+                  "Baseline handler (Pillow + NumPy, loadtests/baseline_handler.py):", "", *tables(theirs)]
+        print(f"batch {batch}: ours {sum(ours.stages.values()):.2f} ms/image, "
+              f"baseline {sum(theirs.stages.values()):.2f} ms/image")
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
