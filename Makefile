@@ -84,7 +84,7 @@ loadtest: $(STAMP) protos ## Locust against the running server (make serve): rep
 bench: java-check $(MARS) protos ## side-by-side benchmark on private servers: reports/benchmarks.md + figure
 	$(PY) -m loadtests.bench
 
-profile: $(EXPORTS) ## torch.profiler time per handler stage on real images: reports/profile.md
+profile: $(MARS) ## torch.profiler time per handler stage on real images: reports/profile.md
 	$(PY) -m loadtests.profile_stages
 
 soak: java-check $(MARS) ## 10-minute Locust soak, 8 users, on a private server: reports/soak.md

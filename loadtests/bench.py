@@ -561,9 +561,11 @@ def parse_grid(argv: list[str] | None) -> tuple[argparse.Namespace, Grid]:
     parser.add_argument("--tuned-malloc", action=argparse.BooleanOptionalAction,
                         help="also serve the shipped and baseline configurations with fixed malloc thresholds")
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="photos, in folders named by class")
-    parser.add_argument("--out", type=Path, default=REPO / "reports", help="benchmarks.md and figures/ go here")
+    parser.add_argument("--out", type=Path, help="where benchmarks.md and figures/ go (default: reports/, or "
+                        "build/bench/quick/ with --quick so a smoke run never replaces the committed report)")
     args = parser.parse_args(argv)
     args.images = args.images.resolve()
+    args.out = args.out or (REPO / "build" / "bench" / "quick" if args.quick else REPO / "reports")
     grid = QUICK if args.quick else FULL
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Grid) if getattr(args, f.name) is not None}
     return args, dataclasses.replace(grid, **given)
