@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SHARED := ../shared/data/asl
-DATA ?= $(SHARED)/grassknoted/train $(SHARED)/asl2text/train
+DATA ?= $(wildcard $(SHARED)/*/train)
 EXPORT_DIR := build/export
 WEIGHTS := model/weights/asl_lite0.pt
 EXPORTS := $(EXPORT_DIR)/asl_fp32.pt $(EXPORT_DIR)/asl_int8.pt
@@ -13,7 +13,7 @@ MARS := model_store/asl-fp32.mar model_store/asl-int8.mar
 CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install java-check train export figures compare archive serve stop protos rollout-demo kserve-bundle \
+.PHONY: help install java-check train export figures evaluate compare archive serve stop protos rollout-demo kserve-bundle \
         soak bad-inputs faults loadtest bench profile test lint clean
 
 help: ## list the targets
@@ -33,7 +33,7 @@ java-check:
 	@v=$$(java -version 2>&1 | sed -n 's/.* version "\([0-9]*\).*/\1/p' | head -1); \
 	  [ "$${v:-0}" -ge 17 ] || { echo "error: TorchServe needs Java 17, found Java $${v:-unknown}"; exit 1; }
 
-train: $(STAMP) ## train on DATA="dir1 dir2" (default: both shared sources); writes $(WEIGHTS)
+train: $(STAMP) ## train on DATA="dir1 dir2" (default: every shared train/ split); writes the committed weights
 	$(PY) -m training.train $(addprefix --data ,$(DATA))
 
 $(EXPORTS) &: $(WEIGHTS) $(STAMP)
@@ -44,7 +44,13 @@ export: $(EXPORTS) ## TorchScript fp32 + int8 (refuses int8 below 99% agreement 
 figures: $(STAMP) ## reports/figures/augmentations.png from real images
 	$(PY) -m training.figures $(addprefix --data ,$(DATA))
 
-compare: $(EXPORTS) ## reports/model_comparison.md: eager vs fp32 vs int8, accuracy, size, latency
+URL ?=
+VERSION ?=
+evaluate: $(EXPORTS) ## accuracy per set and class, eager/fp32/int8 (or URL=... VERSION=... served): reports/evaluation.md
+	$(PY) -m training.evaluate $(if $(filter command line,$(origin DATA)),$(addprefix --data ,$(DATA))) \
+	  $(if $(URL),--url $(URL) $(if $(VERSION),--version $(VERSION)))
+
+compare: $(EXPORTS) ## reports/model_comparison.md: eager vs fp32 vs int8, file size and latency
 	$(PY) -m training.compare $(addprefix --data ,$(DATA)) --export-dir $(EXPORT_DIR)
 
 $(MARS) &: $(EXPORTS) $(CORE)

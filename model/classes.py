@@ -7,6 +7,8 @@ CLASS_NAMES: tuple[str, ...] = (
     "space",
 )
 
+NOTHING = CLASS_NAMES.index("nothing")  # no hand: also the backgrounds that training pastes hands onto
+
 _BY_LOWER = {name.lower(): name for name in CLASS_NAMES}
 
 

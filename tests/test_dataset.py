@@ -67,3 +67,12 @@ def test_validation_holds_out_contiguous_blocks_per_source_and_class(tmp_path):
     runs = sum(1 for a, b in itertools.pairwise(held) if b - a != 5) + 1
     assert runs <= 2  # whole blocks of consecutive frames, never scattered single frames
     assert {s.source for s in train} == {"video"}
+
+
+def test_flat_folder_labelled_by_file_name(tmp_path):
+    """The Kaggle set's own test folder: `A_test.jpg` ... `space_test.jpg`, no class folders."""
+    for name in ("A_test.jpg", "space_test.jpg", "nothing_test.jpg"):
+        copy_sample(tmp_path, name)
+    (tmp_path / "readme_test.jpg").write_bytes(b"not a class name: ignored")
+    samples = scan([tmp_path])
+    assert sorted(CLASS_NAMES[s.label] for s in samples) == ["A", "nothing", "space"]

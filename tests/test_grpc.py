@@ -8,11 +8,11 @@ import sys
 
 import grpc
 import pytest
+from client.proto import inference_pb2, inference_pb2_grpc
 from google.protobuf import empty_pb2
 
 from client.grpc_client import GrpcClient
 from client.launcher import free_ports
-from client.proto import inference_pb2, inference_pb2_grpc
 from client.settings import REPO, ClientError
 from tests.conftest import VERSIONS, sample_images
 

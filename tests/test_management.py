@@ -15,10 +15,10 @@ import time
 import grpc
 import pytest
 import requests
+from client.proto import management_pb2, management_pb2_grpc
 
 from client.grpc_client import GrpcClient
 from client.launcher import LocalTorchServe, free_ports
-from client.proto import management_pb2, management_pb2_grpc
 from client.rest import RestClient
 from client.rollout import Traffic, roll_out
 from client.settings import REPO, ClientError, Server

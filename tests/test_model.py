@@ -1,11 +1,16 @@
-"""The network: output shape, parameter budget, ImageNet weights copied exactly, augmentation."""
+"""The network: output shape, parameter budget, ImageNet weights copied exactly, augmentation, pasting."""
+
+import dataclasses
 
 import torch
 
 from model.config import NETWORK, PREPROCESS
 from model.network import build_network, count_parameters
-from training.augment import build_augmentation
+from model.preprocess import to_unit_range
+from tests.conftest import SAMPLES
+from training.augment import BackgroundPaste, build_augmentation, is_cutout
 from training.config import AugmentConfig
+from training.dataset import load_images, scan
 
 
 def test_output_shape_and_budget():
@@ -39,3 +44,24 @@ def test_augmentation_keeps_shape_dtype_range_and_is_seeded():
     assert torch.equal(first, second)
     assert not torch.equal(first, images)
     assert float(first.min()) >= -0.2 and float(first.max()) <= 1.2  # noise may step slightly outside
+
+
+def test_cut_out_hands_are_pasted_onto_backgrounds_and_photos_are_left_alone():
+    """A real photo with its surround blacked out (as the massey set is) gets a room behind the hand."""
+    photos = load_images(scan([SAMPLES])).images[:4]
+    cutouts = photos.clone()
+    cutouts[:, :, :30] = 0
+    cutouts[:, :, -30:] = 0
+    cutouts[:, :, :, :30] = 0
+    cutouts[:, :, :, -30:] = 0
+    config = AugmentConfig()
+    assert is_cutout(cutouts, config.cutout_threshold).all()
+    assert not is_cutout(photos, config.cutout_threshold).any()
+    room = torch.full((1, 3, PREPROCESS.image_size, PREPROCESS.image_size), 200, dtype=torch.uint8)
+    paste = BackgroundPaste(room, dataclasses.replace(config, background_p=1.0))
+    unit = to_unit_range(torch.cat([cutouts, photos]))
+    pasted = paste(unit, is_cutout(torch.cat([cutouts, photos]), config.cutout_threshold))
+    assert torch.equal(pasted[4:], unit[4:])  # photos untouched
+    center = (slice(None), slice(None), slice(60, 100), slice(60, 100))
+    assert torch.allclose(pasted[:4][center], unit[:4][center], atol=0.05)  # the hand stays
+    assert pasted[:4, :, :20, :20].mean() > 0.7  # the black surround became the room (200/255)

@@ -4,25 +4,26 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
+from model.network import build_network
 from tests.conftest import SHARED
-from training.config import SAMPLES, WEIGHTS, ExportConfig
+from training.config import SAMPLES, WEIGHTS, ExportConfig, TrainConfig
 from training.dataset import load_images, scan
-from training.evaluate import predict_logits
 from training.export import export, load_trained
+from training.metrics import predict_logits
 
-TINY_DATA = [SHARED / "asl2text" / "train"] if SHARED.exists() else [SAMPLES]
+# massey's cut-out hands and asl2text's `nothing` rooms exercise the background pasting too
+TINY_DATA = [SHARED / "asl2text" / "train", SHARED / "massey" / "train"] if SHARED.exists() else [SAMPLES]
 
 
 def train_command(tmp_path: Path, launcher: list[str]) -> list[str]:
     data = [arg for root in TINY_DATA for arg in ("--data", str(root))]
     return [*launcher, "-m", "training.train", *data, "--limit-per-class", "4", "--epochs", "1",
-            "--batch-size", "16", "--out-dir", str(tmp_path / "run"), "--weights", str(tmp_path / "w.pt"),
-            "--figures-dir", str(tmp_path / "figures")]
+            "--samples-per-epoch", "64", "--batch-size", "16", "--out-dir", str(tmp_path / "run"),
+            "--weights", str(tmp_path / "w.pt"), "--figures-dir", str(tmp_path / "figures")]
 
 
 def check_outputs(tmp_path: Path) -> dict:
@@ -36,19 +37,23 @@ def check_outputs(tmp_path: Path) -> dict:
     return metrics
 
 
-def test_smoke_training_run_under_a_minute(tmp_path):
-    started = time.monotonic()
+def test_smoke_training_run(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    subprocess.run(train_command(tmp_path, [sys.executable]), check=True, env=env, cwd=tmp_path)
+    subprocess.run(train_command(tmp_path, [sys.executable]), check=True, env=env, cwd=tmp_path, timeout=300)
     check_outputs(tmp_path)
-    assert time.monotonic() - started < 60
 
 
-def test_ddp_two_processes(tmp_path):
+def test_ddp_two_processes_train_the_head_and_keep_the_frozen_stem(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     subprocess.run(train_command(tmp_path, torchrun), check=True, cwd=tmp_path, timeout=300)
-    metrics = check_outputs(tmp_path)
-    assert metrics["best_epoch"] == 1
+    check_outputs(tmp_path)
+    trained = torch.load(tmp_path / "w.pt", weights_only=True)
+    start = build_network(pretrained=True).state_dict()
+    last_frozen, first_trained = (f"features.{i}.depthwise.0.weight" for i in (TrainConfig().frozen_blocks - 1,
+                                                                                TrainConfig().frozen_blocks))
+    assert torch.equal(trained["features.0.0.weight"], start["features.0.0.weight"])
+    assert torch.equal(trained[last_frozen], start[last_frozen])
+    assert not torch.equal(trained[first_trained], start[first_trained])
 
 
 def test_export_round_trip(tmp_path):

@@ -1,9 +1,9 @@
-"""Eager vs TorchScript fp32 vs int8 in one run: accuracy, file size and latency side by side.
+"""Eager vs TorchScript fp32 vs int8 in one run: file size and latency side by side.
 
     python -m training.compare [--data DIR ...] [--export-dir build/export]
 
-Writes reports/model_comparison.md. Latency is the model's forward pass on preprocessed input,
-median of repeats, at batch 1 and 32, with 1 and 2 threads.
+Writes reports/model_comparison.md (accuracy is `training.evaluate`'s). Latency is the model's
+forward pass on preprocessed input, median of repeats, at batch 1 and 32, with 1 and 2 threads.
 """
 
 import argparse
@@ -17,9 +17,7 @@ from pathlib import Path
 import torch
 
 from model.preprocess import normalize_batch
-from training.config import OFFICIAL_TEST, WEIGHTS, TrainConfig
-from training.dataset import ImageSet, load_images, scan
-from training.evaluate import accuracy_by_source, predict_logits
+from training.config import WEIGHTS, TrainConfig
 from training.export import export_data, load_trained
 
 REPORT = Path("reports/model_comparison.md")
@@ -36,19 +34,6 @@ def median_ms_per_image(model, batch: torch.Tensor, repeats: int) -> float:
     return statistics.median(times) * 1000 / len(batch)
 
 
-def official_test_set() -> ImageSet | None:
-    """The 28 official test images, named `<CLASS>_test.jpg`, as one pseudo-source."""
-    if not OFFICIAL_TEST.is_dir():
-        return None
-    files = sorted(OFFICIAL_TEST.glob("*_test.jpg"))
-    tree = Path(".cache/official_test")
-    for path in files:
-        folder = tree / path.stem.removesuffix("_test")
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / path.name).write_bytes(path.read_bytes())
-    return load_images(scan([tree]), desc="official test")
-
-
 def compare(data: tuple[Path, ...], export_dir: Path) -> str:
     variants = {
         "eager fp32": (load_trained(WEIGHTS), WEIGHTS),
@@ -56,29 +41,19 @@ def compare(data: tuple[Path, ...], export_dir: Path) -> str:
         "TorchScript int8": (torch.jit.load(str(export_dir / "asl_int8.pt")), export_dir / "asl_int8.pt"),
     }
     _, validation = export_data(data, TrainConfig(), 0)
-    official = official_test_set()
-    sources = sorted(set(validation.sources))
     batch = normalize_batch(validation.images[:32])
-    header = ["variant", *[f"val {s}" for s in sources], "official test", "size MB",
-              "ms/img b1 1t", "ms/img b32 1t", "ms/img b1 2t", "ms/img b32 2t"]
+    header = ["variant", "size MB", "ms/img b1 1t", "ms/img b32 1t", "ms/img b1 2t", "ms/img b32 2t"]
     rows = []
     for name, (model, path) in variants.items():
-        accuracy = accuracy_by_source(predict_logits(model, validation.images).argmax(1),
-                                      validation.labels, validation.sources)
-        official_right = "n/a"
-        if official is not None:
-            right = int((predict_logits(model, official.images).argmax(1) == official.labels).sum())
-            official_right = f"{right}/{len(official)}"
         latencies = []
         for threads in (1, 2):
             torch.set_num_threads(threads)
             latencies += [median_ms_per_image(model, batch[:1], 30), median_ms_per_image(model, batch, 5)]
-        rows.append([name, *[f"{accuracy[s]:.2%}" for s in sources], official_right,
-                     f"{path.stat().st_size / 1e6:.1f}", *[f"{ms:.2f}" for ms in latencies]])
-    return render(header, rows, len(validation))
+        rows.append([name, f"{path.stat().st_size / 1e6:.1f}", *[f"{ms:.2f}" for ms in latencies]])
+    return render(header, rows)
 
 
-def render(header: list[str], rows: list[list[str]], validation_images: int) -> str:
+def render(header: list[str], rows: list[list[str]]) -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     lines = [
         "# Model comparison",
@@ -87,7 +62,7 @@ def render(header: list[str], rows: list[list[str]], validation_images: int) -> 
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads available, "
         f"torch {torch.__version__}, commit {commit or 'uncommitted'}, "
         f"load average {os.getloadavg()[0]:.1f} at the end (other work on the machine inflates latencies).",
-        f"Validation: {validation_images} held-out images (whole blocks of frames per source and class).",
+        "Accuracy of each variant on every set: `make evaluate` (reports/evaluation.md).",
         "Latency: forward pass on preprocessed input, median of repeats, per image.",
         "",
         "| " + " | ".join(header) + " |",

@@ -4,11 +4,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "asl"
-DEFAULT_SOURCES = (SHARED_DATA / "grassknoted" / "train", SHARED_DATA / "asl2text" / "train")
-OFFICIAL_TEST = SHARED_DATA / "grassknoted" / "test"
+DEFAULT_SOURCES = tuple(sorted(SHARED_DATA.glob("*/train")))  # every source's training split
+TEST_SETS = tuple(sorted(SHARED_DATA.glob("*/test")))  # people each source's train/ never shows: report only
 REPO = Path(__file__).resolve().parent.parent
 WEIGHTS = REPO / "model" / "weights" / "asl_lite0.pt"
 SAMPLES = REPO / "samples" / "asl2text"  # committed real photos (Apache-2.0), see samples/README.md
+SAMPLE_SETS = (SAMPLES, REPO / "samples" / "roboflow")  # what `make evaluate` reads on a clone without the data
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class AugmentConfig:
     blur_p: float = 0.2
     noise_p: float = 0.2
     erase_p: float = 0.25
+    zoom_out: float = 0.8  # affine scale down to this, for hands small in the frame
+    background_p: float = 0.8  # cut-out hands (black surround) pasted onto a room photo
+    cutout_threshold: float = 0.08  # pixels darker than this (max over RGB, [0, 1]) count as surround
 
 
 @dataclass(frozen=True)
@@ -43,14 +47,25 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
+class SamplingConfig:
+    """Each class weighs the same; within a class each source gets count**source_power of its share.
+
+    0 makes every source equal within a class, 1 keeps the sources' natural sizes.
+    """
+
+    source_power: float = 0.5
+    samples_per_epoch: int = 8000
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     data: tuple[Path, ...] = DEFAULT_SOURCES
     out_dir: Path = Path("runs/latest")
     figures_dir: Path = Path("reports/figures")
     cache_dir: Path = Path(".cache/images")
     weights: Path = WEIGHTS
-    epochs: int = 6
-    patience: int = 3  # early stopping on validation accuracy
+    epochs: int = 12
+    patience: int = 4  # early stopping on validation accuracy
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -60,6 +75,7 @@ class TrainConfig:
     limit_per_class: int | None = None  # small runs for smoke tests
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
 
 @dataclass(frozen=True)

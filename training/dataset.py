@@ -50,16 +50,31 @@ def frame_number(path: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The images in one folder, in frame order."""
+    files = (p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(files, key=lambda p: (frame_number(p), p.name))
+
+
+def labelled_groups(root: Path) -> list[tuple[str, list[Path]]]:
+    """(class, files) pairs: class folders, or else a flat folder of `<CLASS>_anything.jpg` files
+    (the Kaggle set's own test folder holds `A_test.jpg` ... `space_test.jpg`)."""
+    found = [(name, image_files(folder)) for name, folder in class_dirs(root)]
+    if found:
+        return found
+    groups: dict[str, list[Path]] = {}
+    for path in image_files(root):
+        if name := class_from_folder(path.stem.split("_")[0]):
+            groups.setdefault(name, []).append(path)
+    return sorted(groups.items())
+
+
 def scan(roots: list[Path], limit_per_class: int | None = None) -> list[Sample]:
-    """Every image file under the roots, labelled by its folder; folders that are no class are ignored."""
+    """Every image file under the roots, labelled by its folder or name; anything else is ignored."""
     samples = []
     for root in roots:
         source = source_name(root)
-        for class_name, folder in class_dirs(root):
-            files = sorted(
-                (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-                key=lambda p: (frame_number(p), p.name),
-            )
+        for class_name, files in labelled_groups(root):
             if limit_per_class:
                 files = files[:: max(1, len(files) // limit_per_class)][:limit_per_class]
             label = CLASS_NAMES.index(class_name)

@@ -1,35 +1,197 @@
-"""The one evaluation loop: any callable model (eager, TorchScript fp32 or int8) over decoded images."""
+"""Accuracy on people the model has never seen: one evaluation loop for every variant, in process or served.
 
+    python -m training.evaluate                      # every test/ split under ../shared + validation blocks
+    python -m training.evaluate --data DIR [--data DIR ...] [--variants int8 fp32 eager]
+    python -m training.evaluate --url http://127.0.0.1:8080 --version 1.0-int8
+
+Prints per-set and per-class accuracy, writes reports/evaluation.md and a confusion matrix figure per
+set. Test splits are for reporting only: model selection uses the validation blocks.
+"""
+
+import argparse
+import subprocess
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from model.classes import CLASS_NAMES
-from model.preprocess import normalize_batch
+from training import figures
+from training.config import SAMPLE_SETS, TEST_SETS, WEIGHTS, TrainConfig
+from training.dataset import Sample, load_images, scan, split_by_blocks
+from training.export import load_trained
+from training.metrics import confusion_matrix, predict_logits
+
+REPORT = Path("reports/evaluation.md")
+FIGURES = "figures/evaluation"  # relative to the report
+VARIANTS = ("int8", "fp32", "eager")  # the first one given draws the confusion figures
+NO_ANSWER = -1  # a served request that failed counts as wrong
+
+# Samples in, (true labels, predicted labels) out.
+Predictor = Callable[[list[Sample]], tuple[torch.Tensor, torch.Tensor]]
 
 
-@torch.inference_mode()
-def predict_logits(model: Callable, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Logits for uint8 (N, 3, S, S) images, through the shared `normalize_batch`."""
-    if hasattr(model, "eval"):
-        model.eval()
-    outputs = [model(normalize_batch(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
-    return torch.cat(outputs) if outputs else torch.empty(0, len(CLASS_NAMES))
+@dataclass
+class SetResult:
+    """One variant on one set: accuracy, per-class accuracy and the confusion counts."""
+
+    images: int
+    accuracy: float
+    per_class: dict[str, float]
+    confusion: torch.Tensor
 
 
-def accuracy_by_source(predictions: torch.Tensor, labels: torch.Tensor, sources: list[str]) -> dict[str, float]:
-    """Top-1 accuracy per source and over all images."""
-    correct = predictions == labels
-    result = {}
-    for source in sorted(set(sources)):
-        mask = torch.tensor([s == source for s in sources])
-        result[source] = float(correct[mask].float().mean())
-    result["all"] = float(correct.float().mean()) if len(correct) else 0.0
-    return result
+def named_sets(dirs: list[Path]) -> dict[str, list[Sample]]:
+    """Each folder as one set, named by its last two parts (`massey/test`, `samples/roboflow`)."""
+    return {f"{d.resolve().parent.name}/{d.resolve().name}": scan([d]) for d in dirs}
 
 
-def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, classes: int = len(CLASS_NAMES)):
-    """Counts with true classes as rows and predicted classes as columns."""
-    matrix = torch.zeros(classes, classes, dtype=torch.long)
-    matrix.index_put_((labels, predictions), torch.ones_like(labels), accumulate=True)
-    return matrix
+def default_sets(config: TrainConfig) -> dict[str, list[Sample]]:
+    """Every test/ split under the shared data, then each source's validation blocks; without the
+    shared data, the committed samples."""
+    roots = [d for d in config.data if d.is_dir()]
+    if not roots:
+        return named_sets(list(SAMPLE_SETS))
+    sets = named_sets([d for d in TEST_SETS if d.is_dir()])
+    _, validation = split_by_blocks(scan(roots), config.split, config.seed)
+    for source in sorted({s.source for s in validation}):
+        sets[f"{source}/validation"] = [s for s in validation if s.source == source]
+    return sets
+
+
+def in_process(model: Callable, cache_dir: Path | None) -> Predictor:
+    """Decoded through the shared preprocessing, as training and serving do; unreadable files are skipped."""
+
+    def predict(samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+        images = load_images(samples, cache_dir, "decode")
+        return images.labels, predict_logits(model, images.images).argmax(1)
+
+    return predict
+
+
+def served(url: str, version: str | None, key_file: Path) -> Predictor:
+    """Each file's bytes through TorchServe's REST API, one request per image."""
+    from client.rest import RestClient
+    from client.settings import ClientError, Server
+
+    client = RestClient(Server(inference_url=url, key_file=key_file))
+
+    def answer(path: Path) -> int:
+        try:
+            return CLASS_NAMES.index(client.predict(path, version)["label"])
+        except ClientError as error:
+            print(f"{path}: {error}")
+            return NO_ANSWER
+
+    def predict(samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.tensor([s.label for s in samples], dtype=torch.long)
+        return labels, torch.tensor([answer(s.path) for s in tqdm(samples, desc=url, leave=False)])
+
+    return predict
+
+
+def evaluate(predict: Predictor, sets: dict[str, list[Sample]]) -> dict[str, SetResult]:
+    """The one evaluation loop: every set through one predictor."""
+    results = {}
+    for name, samples in sets.items():
+        labels, predictions = predict(samples)
+        correct = predictions == labels
+        per_class = {
+            CLASS_NAMES[c]: float(correct[labels == c].float().mean()) for c in sorted(set(labels.tolist()))
+        }
+        answered = predictions != NO_ANSWER
+        results[name] = SetResult(
+            images=len(labels),
+            accuracy=float(correct.float().mean()) if len(labels) else 0.0,
+            per_class=per_class,
+            confusion=confusion_matrix(predictions[answered], labels[answered]),
+        )
+    return results
+
+
+def load_variant(name: str, export_dir: Path, weights: Path) -> Callable:
+    if name == "eager":
+        return load_trained(weights)
+    return torch.jit.load(str(export_dir / f"asl_{name}.pt"))
+
+
+def render(results: dict[str, dict[str, SetResult]], command: str) -> str:
+    """Markdown: one row per set with every variant side by side, then per-class accuracy of the first."""
+    variants = list(results)
+    first = results[variants[0]]
+    delta = {"int8", "fp32"} <= set(variants)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    lines = [
+        "# Evaluation",
+        "",
+        f"Made by `{command}` at commit {commit or 'unknown'}. `*/test` sets are people the model never saw "
+        "in training (reported, never used to choose anything); `*/validation` are the held-out frame blocks "
+        "used for model selection.",
+        "",
+        "| set | images | " + " | ".join(variants) + (" | int8 - fp32 (pp) |" if delta else " |"),
+        "|---|---:|" + "---:|" * (len(variants) + delta),
+    ]
+    for name, result in first.items():
+        cells = [f"{results[v][name].accuracy:.2%}" for v in variants]
+        if delta:
+            cells.append(f"{(results['int8'][name].accuracy - results['fp32'][name].accuracy) * 100:+.2f}")
+        lines.append(f"| {name} | {result.images} | " + " | ".join(cells) + " |")
+    lines += ["", f"## Per class ({variants[0]})", "", "| class | " + " | ".join(first) + " |",
+              "|---|" + "---:|" * len(first)]
+    for label in CLASS_NAMES:
+        cells = [f"{r.per_class[label]:.0%}" if label in r.per_class else "" for r in first.values()]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", f"## Confusion matrices ({variants[0]})", ""]
+    lines += [f"![{name}]({FIGURES}/{figure_name(name)})" for name in first]
+    return "\n".join(lines) + "\n"
+
+
+def figure_name(set_name: str) -> str:
+    return set_name.replace("/", "_") + ".png"
+
+
+def write_outputs(results: dict[str, dict[str, SetResult]], command: str, report: Path) -> None:
+    figure_dir = report.parent / FIGURES
+    variant = next(iter(results))
+    for name, result in results[variant].items():
+        figures.save_confusion_matrix(
+            result.confusion, figure_dir / figure_name(name), f"{name}, {variant}: {result.accuracy:.1%}"
+        )
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(render(results, command))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, action="append", help="folder-per-class tree, one set each")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="in-process models")
+    parser.add_argument("--export-dir", type=Path, default=Path("build/export"), help="asl_fp32.pt, asl_int8.pt")
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="state dict for the eager variant")
+    parser.add_argument("--url", help="evaluate through a served model at this inference URL instead")
+    parser.add_argument("--version", help="with --url: the model version (default: the server's default)")
+    parser.add_argument("--key-file", type=Path, default=Path("key_file.json"), help="with --url: TorchServe's keys")
+    parser.add_argument("--report", type=Path, default=REPORT)
+    args = parser.parse_args()
+    config = TrainConfig()
+    sets = named_sets(args.data) if args.data else default_sets(config)
+    if not sets:
+        raise SystemExit("no sets to evaluate: pass --data DIR or place the data at ../shared/data/asl")
+    if args.url:
+        predictors = {f"served {args.version or 'default'}": served(args.url, args.version, args.key_file)}
+    else:
+        predictors = {v: in_process(load_variant(v, args.export_dir, args.weights), config.cache_dir)
+                      for v in args.variants}
+    results = {}
+    for name, predict in predictors.items():
+        results[name] = evaluate(predict, sets)
+        for set_name, result in results[name].items():
+            print(f"{name:>14}  {set_name:<24} {result.accuracy:7.2%}  ({result.images} images)")
+    write_outputs(results, "python -m training.evaluate " + " ".join(sys.argv[1:]), args.report)
+    print(f"wrote {args.report}")
+
+
+if __name__ == "__main__":
+    main()

@@ -20,7 +20,8 @@ from model.network import ASLNet, build_network
 from model.preprocess import normalize_batch
 from training.config import SAMPLES, ExportConfig, TrainConfig
 from training.dataset import ImageSet, load_images, scan, split_by_blocks
-from training.evaluate import accuracy_by_source, predict_logits
+from training.metrics import accuracy_by_source, predict_logits
+from training.sampling import balanced_weights
 
 BACKEND = "x86"
 FP32_LAYERS = ("features.0", "features.1")  # stem and first block, see quantize_int8
@@ -62,13 +63,17 @@ def quantize_int8(net: ASLNet, calibration: torch.Tensor, batch_size: int = 64) 
 
 
 def export_data(data: tuple[Path, ...], config: TrainConfig, count: int) -> tuple[torch.Tensor, ImageSet]:
-    """Calibration images from the training split and the validation set; the samples if no data."""
+    """Calibration images drawn class- and source-balanced from the training split, and the validation
+    set; the samples if no data."""
     roots = [d for d in data if d.is_dir()] or [SAMPLES]
     train, validation = split_by_blocks(scan(roots), config.split, config.seed)
     if roots == [SAMPLES]:
         train = validation = train + validation
     generator = torch.Generator().manual_seed(config.seed)
-    picked = [train[i] for i in torch.randperm(len(train), generator=generator)[:count].tolist()]
+    picked = []
+    if count:
+        weights = balanced_weights([s.label for s in train], [s.source for s in train], config.sampling.source_power)
+        picked = [train[i] for i in torch.multinomial(weights, min(count, len(train)), generator=generator).tolist()]
     calibration = load_images(picked, config.cache_dir, "calibration").images
     return calibration, load_images(validation, config.cache_dir, "validation")
 

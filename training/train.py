@@ -16,15 +16,16 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from model.classes import CLASS_NAMES
+from model.classes import CLASS_NAMES, NOTHING
 from model.config import NETWORK, PREPROCESS
 from model.network import ASLNet, build_network, count_parameters
 from model.preprocess import normalize, to_unit_range
 from training import figures
-from training.augment import build_augmentation
+from training.augment import BackgroundPaste, build_augmentation, is_cutout
 from training.config import TrainConfig
 from training.dataset import ImageSet, load_images, scan, split_by_blocks
-from training.evaluate import accuracy_by_source, confusion_matrix, predict_logits
+from training.metrics import accuracy_by_source, confusion_matrix, predict_logits
+from training.sampling import balanced_weights, draw_epoch
 
 
 def init_distributed() -> tuple[int, int]:
@@ -60,10 +61,10 @@ def load_data(config: TrainConfig, rank: int, world: int) -> tuple[ImageSet, Ima
     return train, validation
 
 
-def train_epoch(net, model, train: ImageSet, augment, optimizer, scheduler, config, epoch, rank, world) -> float:
-    """One pass over this rank's shard; returns the mean loss."""
-    generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)  # same order on every rank
-    order = torch.randperm(len(train), generator=generator)
+def train_epoch(net, model, train: ImageSet, weights, paste, augment, optimizer, scheduler, config, epoch, rank, world):
+    """One balanced draw of `samples_per_epoch` images, sharded over ranks; returns the mean loss."""
+    generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)  # same draw on every rank
+    order = draw_epoch(weights, config.sampling.samples_per_epoch, generator)
     per_rank = len(order) // world
     shard = order[rank * per_rank : (rank + 1) * per_rank]
     batches = [shard[i : i + config.batch_size] for i in range(0, len(shard), config.batch_size)]
@@ -72,7 +73,9 @@ def train_epoch(net, model, train: ImageSet, augment, optimizer, scheduler, conf
     total, count = 0.0, 0
     for batch in tqdm(batches, desc=f"epoch {epoch}", disable=rank != 0, leave=False):
         with torch.no_grad():
-            inputs = normalize(augment(to_unit_range(train.images[batch])))
+            images = train.images[batch]
+            unit = paste(to_unit_range(images), is_cutout(images, config.augment.cutout_threshold))
+            inputs = normalize(augment(unit))
         loss = loss_fn(model(inputs), train.labels[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -88,7 +91,7 @@ def save_outputs(net: ASLNet, config: TrainConfig, history: list[dict], validati
     out = config.out_dir
     out.mkdir(parents=True, exist_ok=True)
     predictions = predict_logits(net, validation.images).argmax(1)
-    best = max(history, key=lambda h: h["validation"]["all"])
+    best = max(history, key=lambda h: h["validation"]["mean"])
     torch.save(
         {
             "state_dict": net.state_dict(),
@@ -135,13 +138,17 @@ def train(config: TrainConfig) -> dict | None:
     model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
     trainable = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.epochs * (len(train_set) // world // config.batch_size + 1)
+    steps = config.epochs * (config.sampling.samples_per_epoch // world // config.batch_size + 1)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps, pct_start=0.15)
+    weights = balanced_weights(train_set.labels.tolist(), train_set.sources, config.sampling.source_power)
+    paste = BackgroundPaste(train_set.images[train_set.labels == NOTHING], config.augment)
     augment = build_augmentation(config.augment)
     history, best_state, best_acc, stale = [], None, -1.0, 0
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        loss = train_epoch(net, model, train_set, augment, optimizer, scheduler, config, epoch, rank, world)
+        loss = train_epoch(
+            net, model, train_set, weights, paste, augment, optimizer, scheduler, config, epoch, rank, world
+        )
         stop = torch.zeros(1)
         if rank == 0:
             predictions = predict_logits(net, validation.images).argmax(1)
@@ -149,8 +156,8 @@ def train(config: TrainConfig) -> dict | None:
             history.append({"epoch": epoch, "train_loss": loss, "validation": accuracy,
                             "seconds": round(time.perf_counter() - started, 1)})
             print(f"epoch {epoch}: loss {loss:.3f} validation {json.dumps(accuracy)}")
-            if accuracy["all"] > best_acc:
-                best_acc, stale = accuracy["all"], 0
+            if accuracy["mean"] > best_acc:
+                best_acc, stale = accuracy["mean"], 0
                 best_state = {k: v.clone() for k, v in net.state_dict().items()}
             else:
                 stale += 1
@@ -173,7 +180,8 @@ def parse_args() -> TrainConfig:
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, action="append", help="folder-per-class tree (repeatable)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="of samples_per_epoch draws each")
+    parser.add_argument("--samples-per-epoch", type=int, default=defaults.sampling.samples_per_epoch)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--seed", type=int, default=defaults.seed)
@@ -186,6 +194,7 @@ def parse_args() -> TrainConfig:
         defaults,
         data=tuple(args.data) if args.data else defaults.data,
         epochs=args.epochs,
+        sampling=dataclasses.replace(defaults.sampling, samples_per_epoch=args.samples_per_epoch),
         batch_size=args.batch_size,
         lr=args.lr,
         seed=args.seed,

@@ -1,0 +1,56 @@
+"""The evaluation command on the committed samples, and served vs in-process evaluation agreeing."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import REPO
+from training.config import SAMPLE_SETS
+from training.evaluate import evaluate, in_process, named_sets, served
+
+EXPORTED = REPO / "build" / "export"
+
+
+@pytest.fixture(scope="module")
+def sample_sets():
+    return named_sets(list(SAMPLE_SETS))
+
+
+def exported(variant: str):
+    path = EXPORTED / f"asl_{variant}.pt"
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make export` (make test does it for you)")
+    return torch.jit.load(str(path))
+
+
+def test_loop_counts_add_up(sample_sets):
+    results = evaluate(in_process(exported("int8"), None), sample_sets)
+    assert list(results) == ["samples/asl2text", "samples/roboflow"]
+    for name, result in results.items():
+        assert result.images == len(sample_sets[name]) == int(result.confusion.sum())
+        assert result.accuracy == pytest.approx(float(result.confusion.trace()) / result.images)
+        assert set(result.per_class) == {s.path.parent.name for s in sample_sets[name]}
+    assert len(results["samples/roboflow"].per_class) == 26  # letters only: no del, nothing, space
+
+
+def test_command_writes_one_row_per_set_and_a_figure_each(tmp_path):
+    report = tmp_path / "evaluation.md"
+    data = [arg for root in SAMPLE_SETS for arg in ("--data", str(root))]
+    subprocess.run([sys.executable, "-m", "training.evaluate", *data, "--variants", "int8", "fp32", "eager",
+                    "--export-dir", str(EXPORTED), "--report", str(report)], check=True, cwd=REPO, timeout=300)
+    rows = [line for line in report.read_text().splitlines() if line.startswith("| samples/")]
+    assert [row.split(" | ")[0] for row in rows] == ["| samples/asl2text", "| samples/roboflow"]
+    assert all(len(row.split(" | ")) == 6 for row in rows)  # set, images, 3 variants, int8 - fp32
+    assert sorted(p.name for p in (tmp_path / "figures" / "evaluation").iterdir()) == [
+        "samples_asl2text.png", "samples_roboflow.png"]
+
+
+@pytest.mark.parametrize(("version", "variant"), [("1.0-int8", "int8"), ("1.0-fp32", "fp32")])
+def test_served_and_in_process_evaluation_agree(torchserve, sample_sets, version, variant):
+    server = torchserve.server
+    remote = evaluate(served(server.inference_url, version, server.key_file), sample_sets)
+    local = evaluate(in_process(exported(variant), None), sample_sets)
+    for name in sample_sets:
+        assert torch.equal(remote[name].confusion, local[name].confusion), name
