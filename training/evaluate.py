@@ -4,11 +4,13 @@
     python -m training.evaluate --data DIR [--data DIR ...] [--variants int8 fp32 eager]
     python -m training.evaluate --url http://127.0.0.1:8080 --version 1.0-int8
 
-Prints per-set and per-class accuracy, writes reports/evaluation.md and a confusion matrix figure per
-set. Test splits are for reporting only: model selection uses the validation blocks.
+Prints per-set and per-class accuracy, writes reports/evaluation.md (and .json: variant -> set ->
+images, accuracy) and a confusion matrix figure per set. Test splits are for reporting only: model
+selection uses the validation blocks.
 """
 
 import argparse
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -162,6 +164,9 @@ def write_outputs(results: dict[str, dict[str, SetResult]], command: str, report
         )
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(render(results, command))
+    summary = {variant: {name: {"images": r.images, "accuracy": round(r.accuracy, 4)} for name, r in sets.items()}
+               for variant, sets in results.items()}
+    report.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def main() -> None:

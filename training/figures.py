@@ -9,19 +9,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import torch
 
-from model.classes import CLASS_NAMES
+from model.classes import CLASS_NAMES, NOTHING
 from model.preprocess import to_unit_range
-from training.augment import build_augmentation
+from training.augment import BackgroundPaste, build_augmentation, is_cutout
 from training.config import TrainConfig
 from training.dataset import load_images, scan
 
 
-def save_augmentation_grid(images: torch.Tensor, path: Path, seed: int = 0, variants: int = 4) -> None:
-    """Each row: a real image, then `variants` augmented draws of it."""
+def save_augmentation_grid(
+    images: torch.Tensor, backgrounds: torch.Tensor, path: Path, seed: int = 0, variants: int = 4
+) -> None:
+    """Each row: a real image, then `variants` augmented draws of it (cut-out hands pasted on rooms)."""
     torch.manual_seed(seed)
-    augment = build_augmentation(TrainConfig().augment)
+    config = TrainConfig().augment
+    augment, paste = build_augmentation(config), BackgroundPaste(backgrounds, config)
     unit = to_unit_range(images)
-    columns = [unit] + [augment(unit).clamp(0, 1) for _ in range(variants)]
+    cutout = is_cutout(images, config.cutout_threshold)
+    columns = [unit] + [augment(paste(unit, cutout)).clamp(0, 1) for _ in range(variants)]
     fig, axes = plt.subplots(len(images), variants + 1, figsize=(2 * (variants + 1), 2 * len(images)))
     for row in range(len(images)):
         for col, batch in enumerate(columns):
@@ -75,8 +79,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=TrainConfig().figures_dir / "augmentations.png")
     args = parser.parse_args()
     samples = scan(args.data or list(TrainConfig().data), limit_per_class=1)
-    picked = samples[:: max(1, len(samples) // 6)][:6]
-    save_augmentation_grid(load_images(picked, desc="images").images, args.out)
+    by_source = {}
+    for sample in samples:  # one letter per source, a different letter each
+        if sample.label < NOTHING and sample.label >= len(by_source) * 3:
+            by_source.setdefault(sample.source, sample)
+    backgrounds = load_images([s for s in samples if s.label == NOTHING], desc="backgrounds").images
+    save_augmentation_grid(load_images(list(by_source.values()), desc="images").images, backgrounds, args.out)
     print(f"wrote {args.out}")
 
 
