@@ -13,7 +13,7 @@ MARS := model_store/asl-fp32.mar model_store/asl-int8.mar
 CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yaml
 
 .DEFAULT_GOAL := help
-.PHONY: help install java-check train export figures evaluate compare archive serve stop protos rollout-demo kserve-bundle \
+.PHONY: help install java-check train export figures evaluate compare archive serve demo stop protos rollout-demo kserve-bundle \
         soak bad-inputs faults loadtest bench profile test lint clean
 
 help: ## list the targets
@@ -53,15 +53,15 @@ evaluate: $(EXPORTS) ## accuracy per set and class, eager/fp32/int8 (or URL=... 
 compare: $(EXPORTS) ## reports/model_comparison.md: eager vs fp32 vs int8, file size and latency
 	$(PY) -m training.compare $(addprefix --data ,$(DATA)) --export-dir $(EXPORT_DIR)
 
-$(MARS) &: $(EXPORTS) $(CORE)
+$(MARS) &: $(EXPORTS) $(CORE) $(wildcard reports/evaluation.json reports/training_metrics.json)
 	$(PY) -m handler.archive --export-dir $(EXPORT_DIR) --model-store model_store
 
 archive: $(MARS) ## model_store/asl-fp32.mar and asl-int8.mar (torch-model-archiver)
 
 serve: java-check $(MARS) ## start TorchServe in the background and wait until every version is READY
-	@$(VENV)/bin/torchserve --start --ts-config config.properties --model-store model_store --ncs \
+	@$(VENV)/bin/torchserve --start --ts-config config.properties --model-store model_store --log-config log4j2.xml --ncs \
 	  >/dev/null 2>&1 || { echo "error: torchserve did not start; see logs/"; exit 1; }
-	@$(PY) -m client wait-ready --timeout 240 || { echo "see logs/model_log.log"; exit 1; }
+	@$(PY) -m client wait-ready --wait 240 || { echo "see logs/model_log.log"; exit 1; }
 	@echo
 	@echo "TorchServe is up. Try:"
 	@echo '  TOKEN=$$($(PY) -c "import json; print(json.load(open(\"key_file.json\"))[\"inference\"][\"key\"])")'
@@ -70,7 +70,12 @@ serve: java-check $(MARS) ## start TorchServe in the background and wait until e
 	@echo "  $(PY) -m client predict samples/asl2text/B/*.jpg"
 	@echo "Stop it with: make stop"
 
-stop: ## stop TorchServe
+demo: java-check $(MARS) ## the browser demo on http://127.0.0.1:8000/ (starts TorchServe first if it is not up)
+	@$(PY) -m client wait-ready --wait 2 >/dev/null 2>&1 || $(MAKE) --no-print-directory serve
+	@$(PY) -m demo start
+
+stop: ## stop the demo and TorchServe
+	@$(PY) -m demo stop
 	@$(VENV)/bin/torchserve --stop
 
 protos: $(STAMP) ## gRPC stubs in client/proto/ from the protos inside the installed TorchServe
@@ -90,8 +95,9 @@ loadtest: $(STAMP) protos ## Locust against the running server (make serve): rep
 bench: java-check $(MARS) protos ## side-by-side benchmark on private servers: reports/benchmarks.md + figure
 	$(PY) -m loadtests.bench
 
-profile: $(MARS) ## torch.profiler time per handler stage on real images: reports/profile.md
+profile: $(MARS) ## time per handler stage, and an explanation's cost: reports/profile.md, explain_cost.md
 	$(PY) -m loadtests.profile_stages
+	$(PY) -m loadtests.explain_cost
 
 soak: java-check $(MARS) ## 10-minute Locust soak, 8 users, on a private server: reports/soak.md
 	$(PY) -m hardening.soak --duration 10m --users 8

@@ -1,49 +1,107 @@
-"""python -m client COMMAND [--grpc] ...: predictions and model-version management for asl-serve.
+"""asl (or python -m client) COMMAND: predictions and model-version management for asl-serve.
 
-    predict IMG... [--version V] [--top-k K]      classify images
+    predict PATH... [--version V] [--top-k K] [--format jsonl|csv]   classify image files and folders
+    describe [--version V]                        the model's metadata (classes, input, variant, accuracy)
     models                                        versions, the default, workers and their status
     register PATH.mar                             register an archive from the server's model store
     unregister VERSION | set-default VERSION
     scale [--version V] --min-workers N --max-workers N
-    wait-ready [--timeout S]                      (REST only) wait until every version is READY
+    wait-ready [--wait S]                         (REST only) wait until every version is READY
 
-Every command but wait-ready goes over REST, or over gRPC with --grpc. Failures print one line on
-stderr and exit 1.
+Every command but wait-ready goes over REST, or over gRPC with --grpc. The options shown under
+"server" go before or after the command. Refused connections and 503s are retried with backoff.
+Failures print `error: ...` on stderr and exit 1; `predict` goes on past images that fail, names
+each one, and exits 1 at the end if any did.
 """
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
+from client.batch import CSV_FIELDS, FORMATS, expand, predict_all, render, summary
 from client.rest import RestClient
-from client.settings import MODEL, ClientError, Server
+from client.settings import MODEL, TIMEOUT_S, ClientError, Server
+from model.classes import CLASS_NAMES
+
+RETRIES = 3  # the CLI's default; the Python clients retry only when asked
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
+def top_k(text: str) -> int:
+    """argparse type: how many classes to list, 1..29."""
+    if not text.isdigit() or not 1 <= int(text) <= len(CLASS_NAMES):
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {len(CLASS_NAMES)}, got {text!r}")
+    return int(text)
+
+
+def server_options(suppress: bool) -> argparse.ArgumentParser:
+    """The options every command takes; a command's copy suppresses defaults so a value given before
+    the command is not overwritten by the default after it."""
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("server (before or after the command)")
+    group.add_argument("--grpc", action="store_true", default=default(False),
+                       help="use TorchServe's gRPC API instead of REST")
+    group.add_argument("--inference-url", default=default(None), help="REST inference API (env ASL_INFERENCE_URL)")
+    group.add_argument("--management-url", default=default(None),
+                       help="REST management API (env ASL_MANAGEMENT_URL)")
+    group.add_argument("--grpc-inference", default=default(None),
+                       help="gRPC inference HOST:PORT (env ASL_GRPC_INFERENCE)")
+    group.add_argument("--grpc-management", default=default(None),
+                       help="gRPC management HOST:PORT (env ASL_GRPC_MANAGEMENT)")
+    group.add_argument("--key-file", type=Path, default=default(None),
+                       help="TorchServe's key_file.json (env ASL_KEY_FILE)")
+    group.add_argument("--timeout", type=float, default=default(TIMEOUT_S), help="seconds per call")
+    group.add_argument("--retries", type=int, default=default(RETRIES),
+                       help="retries after a refused connection or a 503, with exponential backoff")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m client", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="asl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[server_options(suppress=False)],
     )
-    transport = argparse.ArgumentParser(add_help=False)
-    transport.add_argument("--grpc", action="store_true", help="use TorchServe's gRPC API instead of REST")
-    commands = parser.add_subparsers(dest="command", required=True)
+    server = server_options(suppress=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     help="what to do; `asl COMMAND --help` for its options")
 
-    predict = commands.add_parser("predict", parents=[transport], help="classify images")
-    predict.add_argument("images", nargs="+", type=Path)
+    def command(name: str, purpose: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[server], help=purpose, description=purpose)
+
+    predict = command("predict", "classify image files and every image in folders (recursively)")
+    predict.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                         help="image files, or folders; folders named by class (A, b, space...) give accuracy")
     predict.add_argument("--version", help="model version, e.g. 1.0-fp32 (default: the default version)")
-    predict.add_argument("--top-k", type=int)
-    commands.add_parser("models", parents=[transport], help="versions, default, workers and their status")
-    register = commands.add_parser("register", parents=[transport], help="register an archive")
+    predict.add_argument("--top-k", type=top_k, metavar="K",
+                         help=f"how many classes to list, 1..{len(CLASS_NAMES)} (server default: 5)")
+    predict.add_argument("--format", choices=FORMATS, default="jsonl",
+                         help="stdout: one JSON object or CSV record per image (default jsonl)")
+    describe = command("describe", "the model's metadata: classes, input, variant, build, accuracy per set")
+    describe.add_argument("--version", help="default: the default version")
+    command("models", "versions, default, workers and their status")
+    register = command("register", "register an archive from the server's model store")
     register.add_argument("archive", help="PATH.mar in the server's model store (only the name is sent)")
     for name, purpose in (("unregister", "remove a version"), ("set-default", "make a version the default")):
-        commands.add_parser(name, parents=[transport], help=purpose).add_argument("version")
-    scale = commands.add_parser("scale", parents=[transport], help="set the worker range of a version")
+        command(name, purpose).add_argument("version", help="e.g. 1.1-int8")
+    scale = command("scale", "set the worker range of a version")
     scale.add_argument("--version", help="default: the default version")
-    scale.add_argument("--min-workers", type=int, required=True)
-    scale.add_argument("--max-workers", type=int, required=True)
-    wait = commands.add_parser("wait-ready", help="wait until every version of asl is READY")
-    wait.add_argument("--timeout", type=float, default=180)
-    return parser.parse_args(argv)
+    scale.add_argument("--min-workers", type=int, required=True, help="workers kept running")
+    scale.add_argument("--max-workers", type=int, required=True, help="workers TorchServe may scale up to")
+    wait = command("wait-ready", "wait until every version of asl is READY (REST)")
+    wait.add_argument("--wait", type=float, default=180, dest="wait_s", metavar="SECONDS",
+                      help="how long to wait (default 180)")
+    return parser
+
+
+def target(args: argparse.Namespace) -> Server:
+    """The environment's server (Server.from_env), with any address or key file given as an option."""
+    given = {field: getattr(args, field) for field in
+             ("inference_url", "management_url", "grpc_inference", "grpc_management", "key_file")}
+    return dataclasses.replace(Server.from_env(), **{k: v for k, v in given.items() if v is not None})
 
 
 def archive_name(archive: str) -> str:
@@ -66,21 +124,39 @@ def describe_versions(client) -> list[str]:
     return lines
 
 
-def run(args: argparse.Namespace, server: Server) -> None:
+def predict(client, args: argparse.Namespace) -> int:
+    """Rows on stdout as they come, each failure and the summary on stderr; 1 if any image failed."""
+    images = expand(args.paths)
+    if not images:
+        raise ClientError(f"no images in {', '.join(map(str, args.paths))}")
+    if args.format == "csv":
+        print(",".join(CSV_FIELDS))
+    rows = []
+    for row in predict_all(images, lambda image: client.predict(image, args.version, args.top_k)):
+        rows.append(row)
+        print(render(row, args.format), flush=True)
+        if row.error:
+            print(f"error: {row.image}: {row.error}", file=sys.stderr)
+    print("\n".join(summary(rows)), file=sys.stderr)
+    return 1 if any(row.error for row in rows) else 0
+
+
+def run(args: argparse.Namespace, server: Server) -> int:
     if args.command == "wait-ready":
-        rest = RestClient(server)
-        rest.wait_ready(args.timeout)
+        rest = RestClient(server, args.timeout)
+        rest.wait_ready(args.wait_s)
         print("\n".join(describe_versions(rest)))
-        return
+        return 0
     if args.grpc:
         from client.grpc_client import GrpcClient  # on demand: importing it builds the stubs if missing
 
-        client = GrpcClient(server)
+        client = GrpcClient(server, args.timeout, args.retries)
     else:
-        client = RestClient(server)
+        client = RestClient(server, args.timeout, args.retries)
     if args.command == "predict":
-        for image in args.images:
-            print(json.dumps({"image": str(image), **client.predict(image, args.version, args.top_k)}))
+        return predict(client, args)
+    if args.command == "describe":
+        print(json.dumps(client.metadata(args.version), indent=1))
     elif args.command == "models":
         print("\n".join(describe_versions(client)))
     elif args.command == "register":
@@ -91,16 +167,16 @@ def run(args: argparse.Namespace, server: Server) -> None:
         print(client.set_default(args.version))
     elif args.command == "scale":
         print(client.scale(args.min_workers, args.max_workers, args.version))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse(argv)
+    args = build_parser().parse_args(argv)
     try:
-        run(args, Server.from_env())
+        return run(args, target(args))
     except (ClientError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -10,35 +10,51 @@ import grpc
 from google.protobuf import empty_pb2
 
 from client import protos
-from client.settings import MODEL, ClientError, Server
+from client.settings import BACKOFF_S, MODEL, STARTUP_TIMEOUT_S, TIMEOUT_S, ClientError, ImageRejected, Server
 
 protos.generate()  # a fresh clone has no stubs yet; a cheap check when they are current
 from client.proto import inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc  # noqa: E402
 
-TIMEOUT_S = 30
-STARTUP_TIMEOUT_S = 120  # register and scale wait for workers to load the model (startupTimeout)
 LIST_LIMIT = 100  # TorchServe takes an unset ListModels limit as 0 and lists nothing
 
 
+def channel_options(retries: int) -> list[tuple[str, object]]:
+    """gRPC's own retry policy: UNAVAILABLE (server not reachable, or TorchServe's 503) is tried again."""
+    if not retries:
+        return [("grpc.enable_retries", 0)]
+    policy = {
+        "maxAttempts": retries + 1,
+        "initialBackoff": f"{BACKOFF_S}s",
+        "maxBackoff": f"{BACKOFF_S * 2 ** retries}s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE"],
+    }
+    config = {"methodConfig": [{"name": [{}], "retryPolicy": policy}]}  # every method of every service
+    return [("grpc.enable_retries", 1), ("grpc.service_config", json.dumps(config))]
+
+
 class GrpcClient:
-    def __init__(self, server: Server):
+    def __init__(self, server: Server, timeout_s: float = TIMEOUT_S, retries: int = 0):
+        """`retries` as for RestClient: 0 (the default for library use) reports every failure at once."""
         self.server = server
-        inference = grpc.insecure_channel(server.grpc_inference)
-        management = grpc.insecure_channel(server.grpc_management)
+        self.timeout_s = timeout_s
+        options = channel_options(retries)
+        inference = grpc.insecure_channel(server.grpc_inference, options=options)
+        management = grpc.insecure_channel(server.grpc_management, options=options)
         self._stubs = {
             "inference": inference_pb2_grpc.InferenceAPIsServiceStub(inference),
             "management": management_pb2_grpc.ManagementAPIsServiceStub(management),
         }
 
-    def _call(self, service: str, rpc: str, request, timeout: float = TIMEOUT_S):
+    def _call(self, service: str, rpc: str, request, timeout: float | None = None):
         """Call `rpc` on the inference or management service with that service's key."""
         metadata = (("authorization", f"Bearer {self.server.key(service)}"),)
         try:
-            return getattr(self._stubs[service], rpc)(request, metadata=metadata, timeout=timeout)
+            return getattr(self._stubs[service], rpc)(request, metadata=metadata, timeout=timeout or self.timeout_s)
         except grpc.RpcError as error:
             raise ClientError(self._message(service, rpc, error)) from None
 
-    def _manage(self, rpc: str, request, timeout: float = TIMEOUT_S) -> str:
+    def _manage(self, rpc: str, request, timeout: float | None = None) -> str:
         return self._call("management", rpc, request, timeout).msg
 
     def _message(self, service: str, rpc: str, error: grpc.RpcError) -> str:
@@ -57,13 +73,15 @@ class GrpcClient:
         return json.loads(self._call("inference", "Ping", empty_pb2.Empty()).health)["status"]
 
     def predict(self, image: Path, version: str | None = None, top_k: int | None = None) -> dict:
-        inputs = {"data": image.read_bytes(), **({"top_k": str(top_k).encode()} if top_k else {})}
+        inputs = {"data": image.read_bytes(), **({"top_k": str(top_k).encode()} if top_k is not None else {})}
         request = inference_pb2.PredictionsRequest(
             model_name=MODEL, model_version=version or "", input=inputs
         )
         answer = json.loads(self._call("inference", "Predictions", request).prediction)
-        if "label" not in answer:  # gRPC drops the handler's 4xx status: its error JSON is the whole answer
-            raise ClientError(f"Predictions -> {answer['code']} {answer['type']}: {answer['message']}")
+        if "label" not in answer:
+            # TorchServe 0.12's gRPC frontend answers OK whatever status the handler set for one request of
+            # a batch (docs/versions.md, "gRPC statuses"): the handler's error JSON is the whole answer.
+            raise ImageRejected(f"Predictions -> {answer['code']} {answer['type']}: {answer['message']}")
         return answer
 
     def list_models(self) -> list[dict]:
@@ -73,6 +91,11 @@ class GrpcClient:
     def describe(self, model: str = MODEL, version: str = "all") -> list[dict]:
         request = management_pb2.DescribeModelRequest(model_name=model, model_version=version)
         return json.loads(self._manage("DescribeModel", request))
+
+    def metadata(self, version: str | None = None) -> dict:
+        """The handler's model metadata (describe with customized=true) of a version, default if None."""
+        request = management_pb2.DescribeModelRequest(model_name=MODEL, model_version=version or "", customized=True)
+        return json.loads(self._manage("DescribeModel", request))[0]["customizedMetadata"]
 
     def default_version(self) -> str:
         """Describing the model without a version describes its default version."""

@@ -19,6 +19,7 @@ from client.rest import RestClient
 from client.settings import REPO, Server
 
 PORT_KEYS = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
+LOG_CONFIG = REPO / "log4j2.xml"  # each line once, access and metric lines in their own files
 
 
 def free_ports(count: int) -> list[int]:
@@ -92,7 +93,7 @@ class LocalTorchServe:
         with console.open("w") as out:  # a file, not a pipe: the Java child keeps it open
             started = subprocess.run(
                 [self._torchserve(), "--start", "--ts-config", "config.properties", "--model-store",
-                 str(self.model_store), "--ncs"],
+                 str(self.model_store), "--log-config", str(LOG_CONFIG), "--ncs"],
                 cwd=self.workdir, env=self._env(), stdout=out, stderr=subprocess.STDOUT,
             )
         if started.returncode != 0:

@@ -4,21 +4,31 @@ import time
 from pathlib import Path
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
 
-from client.settings import MODEL, ClientError, Server
+from client.settings import BACKOFF_S, MODEL, STARTUP_TIMEOUT_S, TIMEOUT_S, ClientError, ImageRejected, Server
 
-TIMEOUT_S = 30
-STARTUP_TIMEOUT_S = 120  # register and scale wait for workers to load the model (startupTimeout)
+IMAGE_REJECTED_STATUS = 413  # TorchServe's own refusal of a body over max_request_size
 
 
 class RestClient:
-    def __init__(self, server: Server):
+    def __init__(self, server: Server, timeout_s: float = TIMEOUT_S, retries: int = 0):
+        """`retries`: attempts after a refused connection or a 503 (no worker free, queue full), with
+        exponential backoff; 0 (the default for library use) reports every failure as it happens."""
         self.server = server
+        self.timeout_s = timeout_s
         self.session = requests.Session()
+        retry = Retry(
+            total=retries, connect=retries, read=0, status=retries, status_forcelist=(503,),
+            allowed_methods=None, backoff_factor=BACKOFF_S, raise_on_status=False,
+        )
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
+        self.session.mount("https://", HTTPAdapter(max_retries=retry))
 
     def _call(self, method: str, url: str, kind: str, **kwargs) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.server.key(kind)}", **kwargs.pop("headers", {})}
-        kwargs.setdefault("timeout", TIMEOUT_S)
+        kwargs.setdefault("timeout", self.timeout_s)
         try:
             response = self.session.request(method, url, headers=headers, **kwargs)
         except requests.ConnectionError:
@@ -26,19 +36,22 @@ class RestClient:
         except requests.RequestException as error:  # e.g. no answer within the timeout
             raise ClientError(f"{method} {url} failed: {error}") from None
         if response.status_code >= 400:
-            raise ClientError(f"{method} {url} -> {response.status_code}: {_message(response, self.server)}")
+            message = f"{method} {url} -> {response.status_code} {_message(response, self.server)}"
+            if response.status_code == IMAGE_REJECTED_STATUS or _from_handler(response):
+                raise ImageRejected(message)
+            raise ClientError(message)
         return response
 
-    def _manage(self, method: str, path: str, timeout: float = TIMEOUT_S, **params) -> str:
+    def _manage(self, method: str, path: str, timeout: float | None = None, **params) -> str:
         """A management call whose answer is a status line."""
         url = self.server.management_url + path
-        response = self._call(method, url, "management", params=params, timeout=timeout)
+        response = self._call(method, url, "management", params=params, timeout=timeout or self.timeout_s)
         return response.json().get("status", response.text.strip())
 
     def predict(self, image: Path, version: str | None = None, top_k: int | None = None) -> dict:
         # TorchServe 0.12 drops the query string on /predictions: top_k travels as a header.
         path = f"/predictions/{MODEL}" + (f"/{version}" if version else "")
-        headers = {"Content-Type": "application/octet-stream", **({"top_k": str(top_k)} if top_k else {})}
+        headers = {"Content-Type": "application/octet-stream", **({"top_k": str(top_k)} if top_k is not None else {})}
         response = self._call(
             "POST", self.server.inference_url + path, "inference", data=image.read_bytes(), headers=headers
         )
@@ -50,6 +63,11 @@ class RestClient:
     def describe(self, model: str = MODEL, version: str = "all") -> list[dict]:
         url = f"{self.server.management_url}/models/{model}/{version}"
         return self._call("GET", url, "management").json()
+
+    def metadata(self, version: str | None = None) -> dict:
+        """The handler's model metadata (describe with customized=true) of a version, default if None."""
+        url = f"{self.server.management_url}/models/{MODEL}" + (f"/{version}" if version else "")
+        return self._call("GET", url, "management", params={"customized": "true"}).json()[0]["customizedMetadata"]
 
     def default_version(self) -> str:
         """Describing the model without a version describes its default version."""
@@ -99,12 +117,21 @@ def _states(version: dict) -> str:
     return "/".join(w["status"] for w in version.get("workers", [])) or "no workers"
 
 
+def _from_handler(response: requests.Response) -> bool:
+    """The handler's own error answers name the version; TorchServe's (bad token, no such version) do not."""
+    try:
+        return "model_version" in response.json()
+    except ValueError:
+        return False
+
+
 def _message(response: requests.Response, server: Server) -> str:
     try:
         body = response.json()
     except ValueError:
         return response.text.strip()[:200]
-    message = body.get("message") or str(body)
+    message = f"{body['type']}: " if body.get("type") else ""
+    message += body.get("message") or str(body)
     if body.get("type") == "InvalidKeyException":  # TorchServe answers a bad token with 400, not 401
         message += f" (is {server.key_file} the running server's key file?)"
     return message

@@ -7,10 +7,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "asl"  # every variant is a version of this one model
+TIMEOUT_S = 30  # per call, REST and gRPC
+STARTUP_TIMEOUT_S = 120  # register and scale wait for workers to load the model (startupTimeout)
+BACKOFF_S = 0.5  # first pause between retries, doubled at each further one (REST and gRPC)
 
 
 class ClientError(Exception):
     """A failure worth one clear line to the user (server down, bad token, unknown version)."""
+
+
+class ImageRejected(ClientError):
+    """The server refused this one image (not an image, corrupt, too large, bad top_k): others may pass."""
 
 
 @dataclass(frozen=True)

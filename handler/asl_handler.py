@@ -3,18 +3,22 @@
 Accepted inputs per request: the raw body (`curl -T img.jpg`), a multipart field `data`
 (`curl -F data=@img.jpg`), JSON `{"data": "<base64>"}`, or a gRPC input `data`. `top_k` comes
 from a `top_k` header, multipart field, JSON field or gRPC input (default from model-config.yaml).
-A bad request gets its own 4xx JSON answer; the rest of its batch is answered normally.
+A bad request gets its own 4xx JSON answer; the rest of its batch is answered normally. Every answer
+names the version that produced it (`X-Model-Version` header, `model_version` field).
 """
 
 import base64
 import binascii
+import dataclasses
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 
 import torch
 from ts.metrics.dimension import Dimension
+from ts.metrics.metric_type_enum import MetricTypes
 
 from model.classes import CLASS_NAMES
 from model.config import PREPROCESS
@@ -22,6 +26,11 @@ from model.decode import ImageError
 from model.pipeline import Classifier
 
 logger = logging.getLogger(__name__)
+
+METADATA = "metadata.json"  # written by handler/archive.py
+EVALUATION = "evaluation.json"  # reports/evaluation.json, packed by handler/archive.py when present
+VERSION_HEADER = "X-Model-Version"
+STREAM_NEXT = "ts_stream_next"  # TorchServe's "more messages follow" response header for gRPC streams
 
 
 class BadRequest(ImageError):
@@ -67,8 +76,31 @@ def requested_top_k(request: dict, header: str | None, default: int) -> int:
     return int(text)
 
 
-def error_body(error: ImageError) -> dict:
-    return {"code": error.status, "type": error.kind, "message": str(error)}
+def error_body(error: ImageError, version: str) -> dict:
+    return {"code": error.status, "type": error.kind, "message": str(error), "model_version": version}
+
+
+def read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def silence_int8_deprecation() -> None:
+    """Spend c10's warn-once "quantized tensor creation is deprecated" under a Python filter.
+
+    Loading the int8 TorchScript creates quantized tensors, and c10 then prints that notice straight
+    to stderr, past Python's warning filters. The notice concerns the eager quantization API the export
+    used; the loaded model keeps working. Raised once from Python, it goes through `warnings` (where
+    it is ignored) and c10 does not print it again in this worker.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor.*deprecated")
+        torch.quantize_per_tensor(torch.zeros(1), 1.0, 0, torch.quint8)
+
+
+def over_grpc(context, idx: int) -> bool:
+    """True for a gRPC request: TorchServe hands REST requests their HTTP headers (Host at least) as
+    strings, gRPC ones only the per-input content types (dicts)."""
+    return not any(isinstance(value, str) for value in context.get_all_request_header(idx).values())
 
 
 class ASLHandler:
@@ -77,6 +109,8 @@ class ASLHandler:
     def __init__(self):
         self.classifier: Classifier | None = None
         self.default_top_k = 5
+        self.version = ""
+        self.metadata: dict = {}
 
     def initialize(self, context) -> None:
         settings = (context.model_yaml_config or {}).get("handler", {})
@@ -85,11 +119,54 @@ class ASLHandler:
         os.environ["OMP_NUM_THREADS"] = str(threads)
         self.default_top_k = int(settings.get("default_top_k", 5))
         model_dir = Path(context.system_properties["model_dir"])
+        self.version = context.manifest["model"]["modelVersion"]
+        self.metadata = self.describe(model_dir, context.manifest["model"]["modelName"])
+        silence_int8_deprecation()
         model = torch.jit.load(str(model_dir / context.manifest["model"]["serializedFile"]), map_location="cpu")
         self.classifier = Classifier(torch.jit.freeze(model.eval()), PREPROCESS)
         logger.info("loaded %s with %d thread(s)", context.manifest["model"]["serializedFile"], threads)
 
+    def describe(self, model_dir: Path, model_name: str) -> dict:
+        """The model-metadata answer (`describe ?customized=true`): what this archive serves and how it scored."""
+        built = read_json(model_dir / METADATA) or {"variant": "unknown", "missing": f"{METADATA} not in the archive"}
+        evaluation = read_json(model_dir / EVALUATION)
+        variant = built["variant"]
+        return {
+            "model": model_name,
+            "model_version": self.version,
+            **built,
+            "classes": list(CLASS_NAMES),
+            "input": {
+                **dataclasses.asdict(PREPROCESS),  # image_size (square side), mean, std, max_pixels
+                "channels": "RGB",
+                "preprocessing": "decode (kornia-rs for JPEG/PNG, Pillow otherwise; EXIF orientation applied), "
+                "antialiased bilinear resize of the whole frame to image_size (Kornia), scale to [0, 1], "
+                "normalise with mean and std",
+            },
+            "evaluation": (
+                {"file": EVALUATION, "sets": evaluation[variant]}
+                if evaluation and variant in evaluation
+                else {"missing": f"no {variant} entry: {EVALUATION} was absent or incomplete at build time"}
+            ),
+        }
+
     def handle(self, data: list[dict], context) -> list:
+        """One answer per request; the `describe` header asks for the model's metadata instead."""
+        if context.get_request_header(0, "describe") == "True":
+            answers = [json.dumps(self.metadata)]
+        else:
+            answers = self.predict(data, context)
+        for idx in range(len(answers)):
+            context.set_response_content_type(idx, "application/json")
+            context.set_response_header(idx, VERSION_HEADER, self.version)
+            if over_grpc(context, idx):
+                # gRPC StreamPredictions fails the worker when this is absent: each answer is the last (and
+                # only) message of its stream. Unary gRPC ignores it; REST must not get it (TorchServe 0.12
+                # then sends a chunk without the response head and the client waits forever).
+                context.set_response_header(idx, STREAM_NEXT, "false")
+        return answers
+
+    def predict(self, data: list[dict], context) -> list[str]:
         inputs, ks = [], []
         for idx, request in enumerate(data):
             try:
@@ -99,20 +176,22 @@ class ASLHandler:
                 ks.append(1)
                 inputs.append(error)
         result = self.classifier.classify(inputs, ks)
+        version = Dimension("ModelVersion", self.version)
         metrics = context.metrics
-        metrics.add_metric("HandlerBatchSize", len(data), "count")
+        metrics.add_metric("asl_batch_size", len(data), "count", None, [version], MetricTypes.HISTOGRAM)
         for stage, ms in result.timings_ms.items():
-            metrics.add_time(f"Handler{stage.capitalize()}Time", ms, None, "ms")
-        responses = []
+            metrics.add_metric("asl_stage_seconds", ms / 1000.0, "seconds", None,
+                               [Dimension("Stage", stage), version], MetricTypes.HISTOGRAM)
+        answers = []
         for idx, output in enumerate(result.outputs):
-            context.set_response_content_type(idx, "application/json")
             if isinstance(output, ImageError):
                 context.set_response_status(output.status, output.kind, idx)
-                metrics.add_counter("HandlerRequestErrors", 1, None, [Dimension("ErrorType", output.kind)])
-                responses.append(json.dumps(error_body(output)))
+                metrics.add_metric("asl_request_errors_total", 1, "count", None,
+                                   [Dimension("ErrorType", output.kind), version], MetricTypes.COUNTER)
+                answers.append(json.dumps(error_body(output, self.version)))
             else:
-                responses.append(json.dumps(output))
-        return responses
+                answers.append(json.dumps({**output, "model_version": self.version}))
+        return answers
 
 
 _service = ASLHandler()

@@ -1,19 +1,21 @@
-"""gRPC against a real TorchServe: Ping, Predictions that match REST for every photo and version, errors."""
+"""gRPC against a real TorchServe: Ping, Predictions that match REST for every photo and version, streams,
+errors."""
 
 import dataclasses
 import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from client.proto import inference_pb2, inference_pb2_grpc
 from google.protobuf import empty_pb2
 
 from client.grpc_client import GrpcClient
 from client.launcher import free_ports
-from client.settings import REPO, ClientError
+from client.proto import inference_pb2, inference_pb2_grpc
+from client.settings import REPO, ClientError, ImageRejected
 from tests.conftest import VERSIONS, sample_images
 
 IMAGE, LABEL = sample_images()[0]
@@ -22,6 +24,78 @@ IMAGE, LABEL = sample_images()[0]
 @pytest.fixture(scope="module")
 def grpc_client(torchserve) -> GrpcClient:
     return GrpcClient(torchserve.server)
+
+
+@pytest.fixture(scope="module")
+def stub(torchserve) -> inference_pb2_grpc.InferenceAPIsServiceStub:
+    return inference_pb2_grpc.InferenceAPIsServiceStub(grpc.insecure_channel(torchserve.server.grpc_inference))
+
+
+def inference_key(torchserve) -> tuple:
+    return (("authorization", f"Bearer {torchserve.server.key('inference')}"),)
+
+
+def worker_pids(rest) -> dict[str, list[int]]:
+    return {v["modelVersion"]: [w["pid"] for w in v["workers"]] for v in rest.describe()}
+
+
+def request(image, **inputs) -> inference_pb2.PredictionsRequest:
+    return inference_pb2.PredictionsRequest(model_name="asl", input={"data": image.read_bytes(), **inputs})
+
+
+def test_stream_predictions_answers_in_one_message_and_keeps_the_worker(torchserve, stub, rest):
+    before = worker_pids(rest)
+    messages = list(stub.StreamPredictions(request(IMAGE), metadata=inference_key(torchserve), timeout=60))
+    assert len(messages) == 1
+    answer = json.loads(messages[0].prediction)
+    assert answer["label"] == LABEL and answer["model_version"] == rest.default_version()
+    assert worker_pids(rest) == before
+
+
+def test_many_concurrent_streams_share_batches_and_keep_the_worker(torchserve, stub, rest):
+    before = worker_pids(rest)
+    images = sample_images()[::4][:12]
+
+    def stream(item):
+        return list(stub.StreamPredictions(request(item[0]), metadata=inference_key(torchserve), timeout=60))
+
+    with ThreadPoolExecutor(len(images)) as pool:
+        streams = list(pool.map(stream, images))
+    assert [len(messages) for messages in streams] == [1] * len(images)
+    labels = [json.loads(messages[0].prediction)["label"] for messages in streams]
+    assert sum(label == truth for label, (_, truth) in zip(labels, images, strict=True)) >= 0.8 * len(images)
+    assert worker_pids(rest) == before
+
+
+def test_bidirectional_stream_answers_every_message_and_keeps_the_worker(torchserve, stub, rest):
+    """StreamPredictions2 is TorchServe's stateful-model (sequence batching) API: asl is stateless, so the
+    frontend answers each message of the stream with an error status and never reaches a worker."""
+    before = worker_pids(rest)
+    messages = [request(path) for path, _ in sample_images()[:5]]
+    answers = list(stub.StreamPredictions2(iter(messages), metadata=inference_key(torchserve), timeout=60))
+    assert len(answers) == len(messages)
+    assert all(a.status.code == grpc.StatusCode.INTERNAL.value[0] and "sequenceId" in a.status.message
+               for a in answers)
+    assert worker_pids(rest) == before
+    assert GrpcClient(torchserve.server).predict(IMAGE)["label"] == LABEL
+
+
+def test_a_corrupt_image_is_an_ok_status_with_the_error_json(torchserve, stub, grpc_client, tmp_path):
+    """TorchServe 0.12's gRPC frontend drops the handler's per-request status (docs/versions.md): the
+    answer is OK and carries the same JSON error as REST's 422; the client turns it into a failure."""
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(IMAGE.read_bytes()[:2000])
+    answer = stub.Predictions(request(corrupt), metadata=inference_key(torchserve), timeout=60)
+    error = json.loads(answer.prediction)
+    assert (error["code"], error["type"], error["model_version"]) == (422, "CorruptImage", "1.0-int8")
+    with pytest.raises(ImageRejected, match="422 CorruptImage"):
+        grpc_client.predict(corrupt)
+    done = subprocess.run(
+        [sys.executable, "-m", "client", "--grpc", "predict", str(corrupt)], cwd=REPO,
+        env={**os.environ, **torchserve.server.env()}, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 1
+    assert f"error: {corrupt}: Predictions -> 422 CorruptImage" in done.stderr
 
 
 def test_ping_reports_healthy(grpc_client):

@@ -11,18 +11,22 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 
 import grpc
 import pytest
 import requests
-from client.proto import management_pb2, management_pb2_grpc
 
 from client.grpc_client import GrpcClient
 from client.launcher import LocalTorchServe, free_ports
+from client.proto import management_pb2, management_pb2_grpc
 from client.rest import RestClient
 from client.rollout import Traffic, roll_out
 from client.settings import REPO, ClientError, Server
 from handler.archive import VARIANTS, build_archive
+from handler.asl_handler import EVALUATION
+from model.classes import CLASS_NAMES
+from model.config import PREPROCESS
 from tests.conftest import sample_images
 
 EXPORTED_INT8 = REPO / "build" / "export" / VARIANTS["int8"][0]
@@ -39,7 +43,7 @@ def server(model_store, tmp_path_factory) -> Server:
     store = tmp_path_factory.mktemp("managed_store")
     for archive in model_store.glob("*.mar"):
         shutil.copy2(archive, store)
-    build_archive(EXPORTED_INT8, NEW_VERSION, store, NEW_ARCHIVE.removesuffix(".mar"))
+    build_archive(EXPORTED_INT8, NEW_VERSION, store, NEW_ARCHIVE.removesuffix(".mar"), "int8")
     torchserve = LocalTorchServe(tmp_path_factory.mktemp("managed_torchserve"), store)
     try:
         yield torchserve.start()
@@ -71,6 +75,47 @@ def test_list_and_describe(client):
     assert all(statuses(client, version) == ["READY"] for version in versions)
     assert client.default_version() == "1.0-int8"
     assert versions["1.0-int8"]["modelUrl"] == "asl-int8.mar"
+
+
+@pytest.mark.parametrize("version", ["1.0-int8", "1.0-fp32"])
+def test_customized_describe_gives_the_handler_metadata(client, model_store, version):
+    variant = version.removeprefix("1.0-")
+    metadata = client.metadata(version)
+    assert (metadata["model_version"], metadata["variant"]) == (version, variant)
+    assert metadata["classes"] == list(CLASS_NAMES)
+    assert metadata["input"]["image_size"] == PREPROCESS.image_size and metadata["input"]["preprocessing"]
+    assert metadata["archive"]["built_at"] and "git_commit" in metadata["archive"]
+    assert metadata["training_sources"]
+    with zipfile.ZipFile(model_store / f"asl-{variant}.mar") as archive:
+        packed = json.loads(archive.read(EVALUATION)) if EVALUATION in archive.namelist() else {}
+    if variant in packed:  # the lead's reports/evaluation.json, as packed when the archive was built
+        assert metadata["evaluation"] == {"file": EVALUATION, "sets": packed[variant]}
+    else:
+        assert "missing" in metadata["evaluation"]
+    assert client.metadata() == client.metadata(client.default_version())
+
+
+def test_cli_describe_prints_the_metadata(server):
+    for transport in ([], ["--grpc"]):
+        done = run_cli(server, "describe", "--version", "1.0-fp32", *transport)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["variant"] == "fp32"
+
+
+def test_503_is_retried_with_backoff_then_reported(server):
+    """A version without workers answers 503; the client tries 1 + retries times (access log), then fails."""
+    rest = RestClient(server)
+    rest.scale(0, 0, version="1.0-fp32")
+    try:
+        access_log = server.key_file.parent / "logs" / "access_log.log"
+        before = access_log.read_text().count("/predictions/asl/1.0-fp32")
+        with pytest.raises(ClientError, match="503"):
+            RestClient(server, retries=2).predict(IMAGE, "1.0-fp32")
+        attempts = access_log.read_text().count("/predictions/asl/1.0-fp32") - before
+        assert attempts == 3
+    finally:
+        rest.scale(1, 2, version="1.0-fp32")
+    eventually(lambda: statuses(rest, "1.0-fp32") == ["READY"])
 
 
 def test_scale_up_and_down(client):
@@ -107,7 +152,9 @@ def test_set_default_routes_unversioned_predictions(client):
 def test_register_and_unregister_an_archive_from_the_store(client):
     assert "registered with 1 initial workers" in client.register(NEW_ARCHIVE)
     assert statuses(client, NEW_VERSION) == ["READY"]
-    assert client.predict(IMAGE, NEW_VERSION) == client.predict(IMAGE, "1.0-int8")  # same export, new version
+    new, old = client.predict(IMAGE, NEW_VERSION), client.predict(IMAGE, "1.0-int8")
+    assert (new.pop("model_version"), old.pop("model_version")) == (NEW_VERSION, "1.0-int8")
+    assert new == old  # same export, new version
     assert client.default_version() == "1.0-int8"
     assert "unregistered" in client.unregister(NEW_VERSION)
     eventually(lambda: {v["modelVersion"] for v in client.describe()} == {"1.0-fp32", "1.0-int8"})

@@ -11,8 +11,10 @@ import requests
 from client.launcher import LocalTorchServe, archive_with_settings
 from client.rest import RestClient
 from handler.archive import CORE_MODULES
+from handler.asl_handler import EVALUATION, METADATA
 from model.classes import CLASS_NAMES
 from tests.conftest import ARCHIVES, REPO, VERSIONS, sample_images, shared_path
+from tests.test_metrics_logs import samples
 
 
 def post(server, body: bytes | None = None, version: str | None = None, headers: dict | None = None, **kw):
@@ -96,14 +98,16 @@ def test_bad_requests_get_json_errors(torchserve, kwargs, status, kind):
     assert body["code"] == status and body["type"] == kind and body["message"]
 
 
-def test_metrics_show_torchserve_and_handler_metrics(torchserve):
-    post(torchserve.server, sample_images()[0][0].read_bytes())
-    post(torchserve.server, b"not an image")
-    text = requests.get(torchserve.server.metrics_url + "/metrics", timeout=10).text
-    assert "ts_inference_requests_total" in text
-    for name in ("HandlerDecodeTime", "HandlerPreprocessTime", "HandlerInferenceTime", "HandlerRequestErrors"):
-        assert name in text, name
-    assert 'ErrorType="UnsupportedMediaType"' in text
+@pytest.mark.parametrize("version", [None, *VERSIONS])
+def test_every_answer_names_its_version(torchserve, version):
+    served = version or RestClient(torchserve.server).default_version()
+    good = post(torchserve.server, sample_images()[0][0].read_bytes(), version)
+    bad = post(torchserve.server, b"not an image", version)
+    assert (good.status_code, bad.status_code) == (200, 415)
+    for response in (good, bad):
+        assert response.headers["X-Model-Version"] == served
+        assert response.json()["model_version"] == served
+        assert "ts_stream_next" not in response.headers  # gRPC streams only
 
 
 def test_archives_carry_the_same_core_and_nothing_else():
@@ -113,12 +117,14 @@ def test_archives_carry_the_same_core_and_nothing_else():
             for module in CORE_MODULES:
                 assert archive.read(f"model/{module}") == (REPO / "model" / module).read_bytes()
             manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
+            metadata = json.loads(archive.read(METADATA))
         assert manifest["model"]["modelName"] == "asl"
         expected = {f"model/{m}" for m in CORE_MODULES} | {
-            "MAR-INF/MANIFEST.json", "asl_handler.py", "index_to_name.json", "model-config.yaml",
+            "MAR-INF/MANIFEST.json", "asl_handler.py", "index_to_name.json", "model-config.yaml", METADATA,
             manifest["model"]["serializedFile"],
         }
-        assert names == expected
+        assert names - {EVALUATION} == expected  # evaluation.json when reports/ had one at build time
+        assert metadata["variant"] == name.removeprefix("asl-").removesuffix(".mar")
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +154,6 @@ def test_one_bad_image_fails_alone_in_its_batch(batching_server):
     assert [r.status_code for r in responses] == [200] * 7 + [422]
     assert [r.json()["label"] for r in responses[:7]] == [label for _, label in good]
     assert responses[7].json()["type"] == "CorruptImage"
-    metrics = requests.get(server.metrics_url + "/metrics", timeout=10).text
-    batch_sizes = [line for line in metrics.splitlines() if line.startswith("HandlerBatchSize{")]
-    assert batch_sizes and float(batch_sizes[0].rsplit(" ", 1)[1]) == 8  # all eight in one batch
+    batches = samples(server, "asl_batch_size")
+    assert (batches["asl_batch_size_count"], batches["asl_batch_size_sum"]) == (1, 8)  # all eight in one batch
     assert [w["pid"] for w in rest.describe()[0]["workers"]] == pids_before

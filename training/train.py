@@ -181,7 +181,8 @@ def parse_args() -> TrainConfig:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, action="append", help="folder-per-class tree (repeatable)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="of samples_per_epoch draws each")
-    parser.add_argument("--samples-per-epoch", type=int, default=defaults.sampling.samples_per_epoch)
+    parser.add_argument("--samples-per-epoch", type=int, default=defaults.sampling.samples_per_epoch,
+                        help="images drawn per epoch, class- and source-balanced")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--seed", type=int, default=defaults.seed)
