@@ -49,6 +49,7 @@ RUN useradd --uid 10001 --user-group --create-home asl \
 COPY --from=deps /opt/venv /opt/venv
 COPY --from=archives /src/model_store/asl-fp32.mar /src/model_store/asl-int8.mar /srv/asl/model_store/
 COPY config.properties /srv/asl/config.properties
+COPY log4j2.xml /srv/asl/log4j2.xml
 COPY deploy/probe.py /srv/asl/deploy/probe.py
 # TorchServe writes key_file.json into its working directory and its logs under LOG_LOCATION.
 WORKDIR /var/lib/asl
@@ -93,4 +94,5 @@ HEALTHCHECK --interval=15s --timeout=10s --start-period=180s --retries=3 \
 # tini -g passes SIGTERM to the whole group, so the Java frontend and its workers stop cleanly.
 ENTRYPOINT ["/usr/bin/tini", "-g", "--"]
 CMD ["torchserve", "--start", "--foreground", "--ncs", \
-     "--ts-config", "/srv/asl/config.properties", "--model-store", "/srv/asl/model_store"]
+     "--ts-config", "/srv/asl/config.properties", "--model-store", "/srv/asl/model_store", \
+     "--log-config", "/srv/asl/log4j2.xml"]
