@@ -24,7 +24,10 @@ from model.classes import CLASS_NAMES
 MODEL_NAME = "asl"
 HANDLER_DIR = Path(__file__).resolve().parent
 CORE_DIR = HANDLER_DIR.parent / "model"
-CORE_MODULES = ("__init__.py", "config.py", "classes.py", "decode.py", "preprocess.py", "postprocess.py", "pipeline.py")
+CORE_MODULES = (
+    "__init__.py", "config.py", "classes.py", "decode.py", "preprocess.py", "postprocess.py", "pipeline.py",
+    "explain.py",
+)
 VARIANTS = {"fp32": ("asl_fp32.pt", "1.0-fp32"), "int8": ("asl_int8.pt", "1.0-int8")}
 REPORTS = HANDLER_DIR.parent / "reports"
 EVALUATION_REPORT = REPORTS / EVALUATION  # variant -> set -> {"images", "accuracy"} (training.evaluate)

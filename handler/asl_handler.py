@@ -3,6 +3,7 @@
 Accepted inputs per request: the raw body (`curl -T img.jpg`), a multipart field `data`
 (`curl -F data=@img.jpg`), JSON `{"data": "<base64>"}`, or a gRPC input `data`. `top_k` comes
 from a `top_k` header, multipart field, JSON field or gRPC input (default from model-config.yaml).
+`POST /explanations/asl` answers with an occlusion map (`model.explain`) instead of a prediction.
 A bad request gets its own 4xx JSON answer; the rest of its batch is answered normally. Every answer
 names the version that produced it (`X-Model-Version` header, `model_version` field).
 """
@@ -23,6 +24,7 @@ from ts.metrics.metric_type_enum import MetricTypes
 from model.classes import CLASS_NAMES
 from model.config import PREPROCESS
 from model.decode import ImageError
+from model.explain import explain
 from model.pipeline import Classifier
 
 logger = logging.getLogger(__name__)
@@ -175,7 +177,15 @@ class ASLHandler:
             except BadRequest as error:
                 ks.append(1)
                 inputs.append(error)
-        result = self.classifier.classify(inputs, ks)
+        # POST /explanations/... arrives with the request header `explain: True` (TorchServe 0.12); one batch
+        # can mix explanations and predictions, so each request is routed on its own header.
+        asked = [i for i in range(len(data)) if context.get_request_header(i, "explain") == "True"]
+        skipped = BadRequest("answered by the explanation")
+        result = self.classifier.classify([skipped if i in asked else x for i, x in enumerate(inputs)], ks)
+        explained = explain(self.classifier, [inputs[i] for i in asked])
+        for i, output in zip(asked, explained.outputs, strict=True):
+            result.outputs[i] = output
+        result.timings_ms.update(explained.timings_ms)
         version = Dimension("ModelVersion", self.version)
         metrics = context.metrics
         metrics.add_metric("asl_batch_size", len(data), "count", None, [version], MetricTypes.HISTOGRAM)

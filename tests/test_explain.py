@@ -1,0 +1,104 @@
+"""Occlusion explanations in process, on the exported TorchScript fp32 and int8 models (model/explain.py)."""
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from loadtests.explain_cost import CountingModel
+from model.config import PREPROCESS
+from model.decode import CorruptImage, ImageError
+from model.explain import OCCLUSION, OcclusionConfig, cell_scores, explain, heatmap_png
+from model.pipeline import Classifier
+
+REPO = Path(__file__).resolve().parent.parent
+EXPORTS = REPO / "build" / "export"
+HANDS = REPO / "samples" / "roboflow"
+HAND_BOXES = json.loads((HANDS / "hand_boxes.json").read_text())["boxes"]
+TOP_CELLS = 3
+
+
+def hottest_cells(grid: list[list[float]], count: int) -> list[tuple[float, float]]:
+    """Centres of the `count` highest-scoring cells, as (x, y) fractions of the image."""
+    scores = torch.tensor(grid)
+    rows, cols = scores.shape
+    order = scores.flatten().argsort(descending=True)[:count].tolist()
+    return [((i % cols + 0.5) / cols, (i // cols + 0.5) / rows) for i in order]
+
+
+def inside(point: tuple[float, float], box: list[float]) -> bool:
+    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
+
+
+@pytest.fixture(scope="module", params=["fp32", "int8"])
+def classifier(request) -> Classifier:
+    """The exported TorchScript model (`make export`); without exports, fp32 falls back to the eager network."""
+    path = EXPORTS / f"asl_{request.param}.pt"
+    if path.exists():
+        return Classifier(torch.jit.load(str(path), map_location="cpu").eval())
+    if request.param == "int8":
+        pytest.skip(f"needs {path} (make export)")
+    from training.export import load_trained
+
+    return Classifier(load_trained(REPO / "model" / "weights" / "asl_lite0.pt"))
+
+
+def test_cell_scores_average_the_placements_covering_each_cell():
+    config = OcclusionConfig(patch=32, stride=16)
+    drops = torch.zeros(9, 9)
+    drops[0, 0] = 1.0  # only the top-left placement hurt
+    cells = cell_scores(drops, config)
+    assert cells.shape == (10, 10)
+    assert cells[0, 0] == 1.0  # covered by that placement alone
+    assert cells[1, 1] == 0.25  # covered by four placements, one of which hurt
+    assert cells[2, 2] == 0.0
+
+
+def test_heatmap_is_transparent_where_occlusion_did_not_hurt():
+    scores = torch.full((10, 10), -0.1)
+    scores[4, 6] = 0.5
+    image = Image.open(io.BytesIO(heatmap_png(scores, PREPROCESS.image_size)))
+    alpha = torch.tensor(list(image.getchannel("A").getdata())).view(image.height, image.width)
+    assert image.mode == "RGBA" and image.size == (PREPROCESS.image_size, PREPROCESS.image_size)
+    assert alpha[0, 0] == 0 and alpha[-1, -1] == 0
+    hottest = divmod(int(alpha.argmax()), image.width)
+    assert 4 * 16 <= hottest[0] < 5 * 16 and 6 * 16 <= hottest[1] < 7 * 16
+
+
+def test_explanation_agrees_with_classify_and_costs_the_documented_passes(classifier):
+    data = (REPO / "samples" / "asl2text" / "B" / "B0.jpg").read_bytes()
+    counting = CountingModel(classifier.model)
+    answer = explain(Classifier(counting), [data]).outputs[0]
+    assert counting.images == OCCLUSION.forward_passes() == 82
+    assert answer["forward_passes"] == counting.images
+    predicted = classifier.classify([data], [1]).outputs[0]
+    assert answer["label"] == predicted["label"] == "B"
+    assert answer["probability"] == pytest.approx(predicted["probability"], abs=1e-4)
+    assert len(answer["grid"]) == len(answer["grid"][0]) == PREPROCESS.image_size // OCCLUSION.stride
+    heatmap = Image.open(io.BytesIO(base64.b64decode(answer["heatmap_png"])))
+    assert heatmap.format == "PNG" and heatmap.size == (PREPROCESS.image_size, PREPROCESS.image_size)
+
+
+def test_hottest_cells_lie_on_the_hand(classifier):
+    """Boxes marked by eye cover 9-34% of each photo; the hottest cell must be on the hand in every one."""
+    names = sorted(HAND_BOXES)
+    answers = explain(classifier, [(HANDS / name).read_bytes() for name in names]).outputs
+    top_hits = []
+    for name, answer in zip(names, answers, strict=True):
+        cells = hottest_cells(answer["grid"], TOP_CELLS)
+        assert inside(cells[0], HAND_BOXES[name]), f"{name}: hottest cell at {cells[0]} is off the hand"
+        top_hits += [inside(cell, HAND_BOXES[name]) for cell in cells]
+    assert sum(top_hits) >= 0.8 * len(top_hits), f"only {sum(top_hits)} of the top {len(top_hits)} cells on hands"
+
+
+def test_bad_images_keep_their_slots(classifier):
+    good = (REPO / "samples" / "asl2text" / "L" / "L105.jpg").read_bytes()
+    refused = ImageError("refused upstream")
+    outputs = explain(classifier, [good[:2000], good, refused]).outputs
+    assert isinstance(outputs[0], CorruptImage)
+    assert outputs[1]["label"] == "L"
+    assert outputs[2] is refused
