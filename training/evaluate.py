@@ -2,7 +2,7 @@
 
     python -m training.evaluate                      # every test/ split under ../shared + validation blocks
     python -m training.evaluate --data DIR [--data DIR ...] [--variants int8 fp32 eager]
-    python -m training.evaluate --url http://127.0.0.1:8080 --version 1.0-int8
+    python -m training.evaluate --url http://127.0.0.1:8080 [--version 1.0-int8 --version 1.0-fp32]
 
 Prints per-set and per-class accuracy, writes reports/evaluation.md (and .json: variant -> set ->
 images, accuracy) and a confusion matrix figure per set. Test splits are for reporting only: model
@@ -176,7 +176,8 @@ def main() -> None:
     parser.add_argument("--export-dir", type=Path, default=Path("build/export"), help="asl_fp32.pt, asl_int8.pt")
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help="state dict for the eager variant")
     parser.add_argument("--url", help="evaluate through a served model at this inference URL instead")
-    parser.add_argument("--version", help="with --url: the model version (default: the server's default)")
+    parser.add_argument("--version", action="append", help="with --url: a model version (repeatable; default: the "
+                        "server's default version)")
     parser.add_argument("--key-file", type=Path, default=Path("key_file.json"), help="with --url: TorchServe's keys")
     parser.add_argument("--report", type=Path, default=REPORT)
     args = parser.parse_args()
@@ -185,7 +186,7 @@ def main() -> None:
     if not sets:
         raise SystemExit("no sets to evaluate: pass --data DIR or place the data at ../shared/data/asl")
     if args.url:
-        predictors = {f"served {args.version or 'default'}": served(args.url, args.version, args.key_file)}
+        predictors = {f"served {v or 'default'}": served(args.url, v, args.key_file) for v in args.version or [None]}
     else:
         predictors = {v: in_process(load_variant(v, args.export_dir, args.weights), config.cache_dir)
                       for v in args.variants}
