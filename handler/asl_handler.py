@@ -182,10 +182,11 @@ class ASLHandler:
         asked = [i for i in range(len(data)) if context.get_request_header(i, "explain") == "True"]
         skipped = BadRequest("answered by the explanation")
         result = self.classifier.classify([skipped if i in asked else x for i, x in enumerate(inputs)], ks)
-        explained = explain(self.classifier, [inputs[i] for i in asked])
-        for i, output in zip(asked, explained.outputs, strict=True):
-            result.outputs[i] = output
-        result.timings_ms.update(explained.timings_ms)
+        if asked:
+            explained = explain(self.classifier, [inputs[i] for i in asked])
+            for i, output in zip(asked, explained.outputs, strict=True):
+                result.outputs[i] = output
+            result.timings_ms.update(explained.timings_ms)
         version = Dimension("ModelVersion", self.version)
         metrics = context.metrics
         metrics.add_metric("asl_batch_size", len(data), "count", None, [version], MetricTypes.HISTOGRAM)
