@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from model.classes import CLASS_NAMES, class_from_folder
+from model.config import PREPROCESS
 from tests.conftest import SAMPLES
 from training.config import SplitConfig
 from training.dataset import load_images, scan, source_name, split_by_blocks
@@ -47,7 +48,7 @@ def test_other_tree_with_odd_names_and_a_corrupt_file(tmp_path):
     samples = scan([root])
     assert {s.path.name for s in samples} == {"x_10.jpg", "frame7.JPG", "broken.jpg"}
     images = load_images(samples)
-    assert len(images) == 2 and images.images.shape[1:] == (3, 160, 160)
+    assert len(images) == 2 and images.images.shape[1:] == (3, PREPROCESS.image_size, PREPROCESS.image_size)
     assert [p.name for p in images.skipped] == ["broken.jpg"]
 
 
