@@ -46,9 +46,9 @@ figures: $(STAMP) ## reports/figures/augmentations.png from real images
 
 URL ?=
 VERSION ?=
-evaluate: $(EXPORTS) ## accuracy per set and class, eager/fp32/int8: reports/evaluation.md (URL=... VERSION="v1 v2": served)
-	$(PY) -m training.evaluate $(if $(filter command line,$(origin DATA)),$(addprefix --data ,$(DATA))) \
-	  $(if $(URL),--url $(URL) $(addprefix --version ,$(VERSION)) --report reports/evaluation-served.md)
+evaluate: $(EXPORTS) ## accuracy per set and class, eager/fp32/int8: reports/evaluation.md (URL=, VERSION=, DATA=: see README)
+	$(PY) -m training.evaluate $(if $(URL),--url $(URL) $(addprefix --version ,$(VERSION)) --report reports/evaluation-served.md) \
+	  $(if $(filter command line,$(origin DATA)),$(addprefix --data ,$(DATA)) --report reports/evaluation-data.md)
 
 compare: $(EXPORTS) ## reports/model_comparison.md: eager vs fp32 vs int8, file size and latency
 	$(PY) -m training.compare $(addprefix --data ,$(DATA)) --export-dir $(EXPORT_DIR)

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from client.settings import ImageRejected
-from model.classes import class_from_folder
+from model.classes import IMAGE_SUFFIXES, class_from_folder
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 FORMATS = ("jsonl", "csv")
 CSV_FIELDS = ("image", "expected", "label", "probability", "top_k", "model_version", "error")
 

@@ -110,12 +110,28 @@ async def upload(request: Request) -> bytes:
     return bytes(body)
 
 
+def cross_site(request: Request) -> bool:
+    """True for a browser request sent by a page of another site: it must not spend this server's token.
+
+    Browsers mark every request with `Sec-Fetch-Site` (older ones with `Origin`); a plain POST from any
+    page needs no CORS preflight, so the Host check alone would let another site use the model.
+    Clients that are not browsers (curl, scripts) send neither header and pass.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site not in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    return origin is not None and origin.split("://", 1)[-1] != request.headers.get("host")
+
+
 async def forward(request: Request, route: str) -> JSONResponse:
     """POST the body to TorchServe's /{route}/asl/{version}; the answer gains the version that gave it."""
     server: Server = request.app.state.server
     version = request.query_params.get("version") or None
     top_k = request.query_params.get("top_k")
     try:
+        if cross_site(request):
+            raise DemoError(403, "CrossSiteRequest", "requests from pages of other sites are refused")
         if version is not None and not VERSION_PATTERN.fullmatch(version):
             raise DemoError(400, "BadRequest", f"not a version name: {version[:64]!r}")
         if top_k is not None and not (top_k.isascii() and top_k.isdigit()):

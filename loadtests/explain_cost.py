@@ -9,6 +9,7 @@ handler/model-config.yaml, and times `model.pipeline.Classifier.classify` (one p
 """
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -20,6 +21,7 @@ import yaml
 from client.settings import REPO
 from loadtests.archives import load_model
 from loadtests.images import DEFAULT_IMAGES, image_paths
+from model.config import PREPROCESS
 from model.explain import OCCLUSION, explain
 from model.pipeline import Classifier
 
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = image_paths(args.images)
     paths = paths[:: max(1, len(paths) // args.count)][: args.count]
     photos = [p.read_bytes() for p in paths]
+    size, passes = PREPROCESS.image_size, OCCLUSION.forward_passes()
     lines = [
         "# Explanation cost",
         "",
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         f"`{args.images.relative_to(REPO)}`, in process, {threads} PyTorch thread(s) as "
         "handler/model-config.yaml sets, one request at a time. An explanation is an occlusion map "
         f"(`model/explain.py`): a {OCCLUSION.patch}-pixel grey patch at a stride of {OCCLUSION.stride} "
-        f"over the {OCCLUSION.forward_passes() - 1} placements of the 160x160 input, plus the unoccluded "
+        f"over the {OCCLUSION.forward_passes() - 1} placements of the {size}x{size} input, plus the unoccluded "
         f"image, {OCCLUSION.chunk} images per forward pass.",
         "",
         "| variant | model inputs per prediction | per explanation | prediction ms (median, p90) "
@@ -103,12 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(line)
     lines += [
         "",
-        "Batching the 81 occluded images amortises per-call overhead, so an explanation costs less than "
-        "82 single predictions; TorchServe runs it on the version's worker, where it holds the worker for "
-        "that long (the page asks for one explanation at a time).",
+        f"Batching the {passes - 1} occluded images amortises per-call overhead, so an explanation costs less "
+        f"than {passes} single predictions; TorchServe runs it on the version's worker, where it holds the "
+        "worker for that long (the page asks for one explanation at a time).",
         "",
-        "Measured on a 2-core machine shared with a training run, so absolute times are indicative; the "
-        "forward-pass counts are exact.",
+        f"Measured on a machine with {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end "
+        "(other work inflates the times); the forward-pass counts are exact.",
     ]
     args.report.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.report}")

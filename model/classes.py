@@ -7,6 +7,7 @@ CLASS_NAMES: tuple[str, ...] = (
     "space",
 )
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}  # files a labelled tree holds
 NOTHING = CLASS_NAMES.index("nothing")  # no hand: also the backgrounds that training pastes hands onto
 
 _BY_LOWER = {name.lower(): name for name in CLASS_NAMES}

@@ -10,13 +10,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from model.classes import CLASS_NAMES, class_from_folder
+from model.classes import CLASS_NAMES, IMAGE_SUFFIXES, class_from_folder
 from model.config import PREPROCESS
 from model.decode import ImageError
 from model.preprocess import load_image
 from training.config import SplitConfig
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 GENERIC_DIR_NAMES = {"train", "training", "val", "test", "images", "asl_alphabet_train"}
 TRAILING_NUMBER = re.compile(r"(\d+)$")
 

@@ -1,4 +1,4 @@
-"""Accuracy on people the model has never seen: one evaluation loop for every variant, in process or served.
+"""Accuracy on held-out people and frames: one evaluation loop for every variant, in process or served.
 
     python -m training.evaluate                      # every test/ split under ../shared + validation blocks
     python -m training.evaluate --data DIR [--data DIR ...] [--variants int8 fp32 eager]
@@ -28,7 +28,6 @@ from training.export import load_trained
 from training.metrics import confusion_matrix, predict_logits
 
 REPORT = Path("reports/evaluation.md")
-FIGURES = "figures/evaluation"  # relative to the report
 VARIANTS = ("int8", "fp32", "eager")  # the first one given draws the confusion figures
 NO_ANSWER = -1  # a served request that failed counts as wrong
 
@@ -77,14 +76,16 @@ def in_process(model: Callable, cache_dir: Path | None) -> Predictor:
 def served(url: str, version: str | None, key_file: Path) -> Predictor:
     """Each file's bytes through TorchServe's REST API, one request per image."""
     from client.rest import RestClient
-    from client.settings import ClientError, Server
+    from client.settings import ImageRejected, Server
 
     client = RestClient(Server(inference_url=url, key_file=key_file))
 
     def answer(path: Path) -> int:
+        """The served label; a refused image counts as wrong, any other failure (server down, bad token,
+        unknown version) stops the run instead of reporting 0%."""
         try:
             return CLASS_NAMES.index(client.predict(path, version)["label"])
-        except ClientError as error:
+        except ImageRejected as error:
             print(f"{path}: {error}")
             return NO_ANSWER
 
@@ -120,7 +121,13 @@ def load_variant(name: str, export_dir: Path, weights: Path) -> Callable:
     return torch.jit.load(str(export_dir / f"asl_{name}.pt"))
 
 
-def render(results: dict[str, dict[str, SetResult]], command: str) -> str:
+def figure_folder(report: Path) -> str:
+    """Where a report's confusion matrices go, relative to it: one folder per report, so that a served
+    or custom run never overwrites the figures another report links to."""
+    return f"figures/{report.stem}"
+
+
+def render(results: dict[str, dict[str, SetResult]], command: str, figures: str) -> str:
     """Markdown: one row per set with every variant side by side, then per-class accuracy of the first."""
     variants = list(results)
     first = results[variants[0]]
@@ -129,9 +136,9 @@ def render(results: dict[str, dict[str, SetResult]], command: str) -> str:
     lines = [
         "# Evaluation",
         "",
-        f"Made by `{command}` at commit {commit or 'unknown'}. `*/test` sets are people the model never saw "
-        "in training (reported, never used to choose anything); `*/validation` are the held-out frame blocks "
-        "used for model selection.",
+        f"Made by `{command}` at commit {commit or 'unknown'}. `*/test` sets are never trained on nor used "
+        "to choose anything (massey, jbhumika and roboflow: people the training split never shows); "
+        "`*/validation` are the held-out frame blocks used for model selection.",
         "",
         "| set | images | " + " | ".join(variants) + (" | int8 - fp32 (pp) |" if delta else " |"),
         "|---|---:|" + "---:|" * (len(variants) + delta),
@@ -147,7 +154,7 @@ def render(results: dict[str, dict[str, SetResult]], command: str) -> str:
         cells = [f"{r.per_class[label]:.0%}" if label in r.per_class else "" for r in first.values()]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", f"## Confusion matrices ({variants[0]})", ""]
-    lines += [f"![{name}]({FIGURES}/{figure_name(name)})" for name in first]
+    lines += [f"![{name}]({figures}/{figure_name(name)})" for name in first]
     return "\n".join(lines) + "\n"
 
 
@@ -156,14 +163,14 @@ def figure_name(set_name: str) -> str:
 
 
 def write_outputs(results: dict[str, dict[str, SetResult]], command: str, report: Path) -> None:
-    figure_dir = report.parent / FIGURES
+    figure_dir = report.parent / figure_folder(report)
     variant = next(iter(results))
     for name, result in results[variant].items():
         figures.save_confusion_matrix(
             result.confusion, figure_dir / figure_name(name), f"{name}, {variant}: {result.accuracy:.1%}"
         )
     report.parent.mkdir(parents=True, exist_ok=True)
-    report.write_text(render(results, command))
+    report.write_text(render(results, command, figure_folder(report)))
     summary = {variant: {name: {"images": r.images, "accuracy": round(r.accuracy, 4)} for name, r in sets.items()}
                for variant, sets in results.items()}
     report.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -17,6 +17,7 @@ const state = {
   candidate: null, // spell mode: the confident top-1 label of the last frames, and for how many
   count: 0,
   lastTyped: null, // typed once per run; `nothing` re-arms for a double letter
+  photo: null, // the uploaded file on show, to explain later (the page's CSP forbids fetching blob: URLs)
   answeredAt: [], // times of recent answers, for frames/s
 };
 
@@ -124,7 +125,8 @@ async function explain(blob) {
   try {
     const answer = await post("explain", blob);
     if (!answer.heatmap_png) throw new ApiError("TorchServe answered without an explanation (no heatmap).");
-    if ($("explain").checked) {
+    const shown = state.stream || state.photo === blob; // not an upload replaced while this one ran
+    if ($("explain").checked && shown) {
       $("heatmap").src = `data:image/png;base64,${answer.heatmap_png}`;
       $("heatmap").title = `occlusion map for ${answer.label} (${answer.forward_passes} forward passes)`;
       $("heatmap").hidden = false;
@@ -221,6 +223,7 @@ async function handleFile(file) {
   if (photo.src) URL.revokeObjectURL(photo.src);
   photo.src = URL.createObjectURL(file);
   photo.hidden = false;
+  state.photo = file;
   try {
     await classify(file);
     if ($("explain").checked) await explain(file);
@@ -238,7 +241,7 @@ $("upload").addEventListener("change", (event) => {
 });
 $("explain").addEventListener("change", (event) => {
   if (!event.target.checked) $("heatmap").hidden = true;
-  else if (!state.stream && !$("photo").hidden) fetch($("photo").src).then((r) => r.blob()).then(explain);
+  else if (!state.stream && state.photo && !$("photo").hidden) explain(state.photo);
 });
 $("version").addEventListener("change", () => {
   state.candidate = null;
