@@ -29,7 +29,7 @@ def channel_options(retries: int) -> list[tuple[str, object]]:
         "backoffMultiplier": 2,
         "retryableStatusCodes": ["UNAVAILABLE"],
     }
-    config = {"methodConfig": [{"name": [{}], "retryPolicy": policy}]}  # every method of every service
+    config = {"methodConfig": [{"name": [{}], "retryPolicy": policy}]}  # every method of the channel's service
     return [("grpc.enable_retries", 1), ("grpc.service_config", json.dumps(config))]
 
 
@@ -38,9 +38,10 @@ class GrpcClient:
         """`retries` as for RestClient: 0 (the default for library use) reports every failure at once."""
         self.server = server
         self.timeout_s = timeout_s
-        options = channel_options(retries)
-        inference = grpc.insecure_channel(server.grpc_inference, options=options)
-        management = grpc.insecure_channel(server.grpc_management, options=options)
+        # Only inference is retried: a management call (register, scale) that TorchServe applied before
+        # answering UNAVAILABLE would fail its retry with a misleading conflict.
+        inference = grpc.insecure_channel(server.grpc_inference, options=channel_options(retries))
+        management = grpc.insecure_channel(server.grpc_management, options=channel_options(0))
         self._stubs = {
             "inference": inference_pb2_grpc.InferenceAPIsServiceStub(inference),
             "management": management_pb2_grpc.ManagementAPIsServiceStub(management),

@@ -23,8 +23,12 @@ class RestClient:
             total=retries, connect=retries, read=0, status=retries, status_forcelist=(503,),
             allowed_methods=None, backoff_factor=BACKOFF_S, raise_on_status=False,
         )
-        self.session.mount("http://", HTTPAdapter(max_retries=retry))
-        self.session.mount("https://", HTTPAdapter(max_retries=retry))
+        # A refused connection sent nothing, so any call may be tried again; a 503 is retried only for
+        # inference: a management call (register, scale) applied before the 503 would fail its retry.
+        connect_only = retry.new(status=0)
+        self.session.mount("http://", HTTPAdapter(max_retries=connect_only))
+        self.session.mount("https://", HTTPAdapter(max_retries=connect_only))
+        self.session.mount(server.inference_url, HTTPAdapter(max_retries=retry))
 
     def _call(self, method: str, url: str, kind: str, **kwargs) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.server.key(kind)}", **kwargs.pop("headers", {})}
