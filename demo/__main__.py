@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 import uvicorn
@@ -41,8 +42,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def start(args: argparse.Namespace) -> int:
     """Run the server detached and return once it answers, so `make demo` can print its address."""
-    if PID_FILE.exists():
-        print(f"the demo is already running (pid {PID_FILE.read_text().strip()}); `make stop` stops it")
+    if (pid := running_pid()) is not None:
+        print(f"the demo is already running (pid {pid}); `make stop` stops it")
         return 1
     LOGS.mkdir(exist_ok=True)
     command = [sys.executable, "-m", "demo", "run", "--host", args.host, "--port", str(args.port)]
@@ -51,10 +52,11 @@ def start(args: argparse.Namespace) -> int:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     PID_FILE.write_text(str(process.pid))
     url = f"http://{args.host}:{args.port}/"
+    local = f"http://127.0.0.1:{args.port}/" if args.host in ("0.0.0.0", "::") else url
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline and process.poll() is None:
         try:
-            requests.get(url, timeout=1).raise_for_status()
+            requests.get(local, timeout=1)  # any answer (a refused Host header too) means it listens
             print(f"The demo is up: open {url}  (stop it with: make stop)")
             return 0
         except requests.RequestException:
@@ -64,17 +66,30 @@ def start(args: argparse.Namespace) -> int:
     return 1
 
 
+def running_pid() -> int | None:
+    """The background server's pid, if the pid file names a live `python -m demo` process; a stale pid
+    file (after a crash or a reboot, the pid now someone else's) is removed."""
+    if not PID_FILE.exists():
+        return None
+    pid = int(PID_FILE.read_text())
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        command = []
+    if b"demo" in command:
+        return pid
+    PID_FILE.unlink()
+    return None
+
+
 def stop() -> int:
     """SIGTERM the background server; uvicorn finishes its requests and exits."""
-    if not PID_FILE.exists():
+    pid = running_pid()
+    if pid is None:
         return 0
-    pid = int(PID_FILE.read_text())
     PID_FILE.unlink()
-    try:
-        os.kill(pid, signal.SIGTERM)
-        print("demo stopped")
-    except ProcessLookupError:
-        print("the demo was not running")
+    os.kill(pid, signal.SIGTERM)
+    print("demo stopped")
     return 0
 
 
