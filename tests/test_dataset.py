@@ -1,21 +1,14 @@
 """Folder-per-class trees: both layouts, odd folder names, corrupt files, block-wise validation split."""
 
 import itertools
-import shutil
-from pathlib import Path
 
 import pytest
 
 from model.classes import CLASS_NAMES, class_from_folder
 from model.config import PREPROCESS
-from tests.conftest import SAMPLES
+from tests.conftest import copy_sample
 from training.config import SplitConfig
 from training.dataset import load_images, scan, source_name, split_by_blocks
-
-
-def copy_sample(folder: Path, name: str, source_class: str = "A") -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copy(next((SAMPLES / source_class).glob("*.jpg")), folder / name)
 
 
 def test_folder_names_map_case_insensitively():

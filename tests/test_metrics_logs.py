@@ -8,32 +8,16 @@ from collections import Counter
 import pytest
 import requests
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from client.settings import Server
-from tests.conftest import REPO, VERSIONS, sample_images
+from tests.conftest import REPO, VERSIONS, families, sample_images
 
 DASHBOARD = REPO / "deploy" / "monitoring" / "grafana-dashboard.json"
 SCRAPE_CONFIG = REPO / "deploy" / "monitoring" / "prometheus.yml"
 STAGES = {"decode", "preprocess", "inference", "postprocess"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 PROMQL_WORDS = {"sum", "by", "rate", "increase", "histogram_quantile", "le"}
-
-
-def families(server: Server) -> dict:
-    """Metric families by name from :8082/metrics (counters are named without `_total`, as the parser does)."""
-    text = requests.get(server.metrics_url + "/metrics", timeout=10).text
-    return {family.name: family for family in text_string_to_metric_families(text)}
-
-
-def samples(server: Server, name: str) -> dict[str, float]:
-    """Sample name -> value summed over label sets, for one family (e.g. asl_batch_size_count)."""
-    totals: Counter = Counter()
-    for sample in families(server)[name].samples:
-        if "le" not in sample.labels:
-            totals[sample.name] += sample.value
-    return dict(totals)
 
 
 def post(server: Server, body: bytes, version: str) -> requests.Response:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from model.classes import CLASS_NAMES
-from tests.test_dataset import copy_sample
+from tests.conftest import copy_sample
 from training.dataset import scan
 from training.sampling import balanced_weights, draw_epoch
 

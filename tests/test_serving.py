@@ -13,8 +13,7 @@ from client.rest import RestClient
 from handler.archive import CORE_MODULES
 from handler.asl_handler import EVALUATION, METADATA
 from model.classes import CLASS_NAMES
-from tests.conftest import ARCHIVES, REPO, VERSIONS, sample_images, shared_path
-from tests.test_metrics_logs import samples
+from tests.conftest import ARCHIVES, REPO, VERSIONS, sample_images, samples, shared_path
 
 
 def post(server, body: bytes | None = None, version: str | None = None, headers: dict | None = None, **kw):
