@@ -52,7 +52,7 @@ def test_stream_predictions_answers_in_one_message_and_keeps_the_worker(torchser
     assert worker_pids(rest) == before
 
 
-def test_many_concurrent_streams_share_batches_and_keep_the_worker(torchserve, stub, rest):
+def test_many_concurrent_streams_each_get_one_answer_and_keep_the_worker(torchserve, stub, rest):
     before = worker_pids(rest)
     images = sample_images()[::4][:12]
 
