@@ -23,7 +23,7 @@ from loadtests.archives import load_model
 from loadtests.images import DEFAULT_IMAGES, image_paths
 from model.config import PREPROCESS
 from model.explain import OCCLUSION, explain
-from model.pipeline import Classifier
+from model.pipeline import Classifier, elapsed_ms
 
 
 class CountingModel:
@@ -40,7 +40,7 @@ class CountingModel:
 def timed_ms(call) -> float:
     started = time.perf_counter()
     call()
-    return (time.perf_counter() - started) * 1000.0
+    return elapsed_ms(started)
 
 
 def measure(mar: Path, photos: list[bytes]) -> dict:

@@ -19,8 +19,8 @@ from PIL import Image
 
 from model.classes import CLASS_NAMES
 from model.config import PREPROCESS, PreprocessConfig
-from model.decode import ImageError, decode_image
-from model.pipeline import BatchResult, Classifier
+from model.decode import ImageError
+from model.pipeline import BatchResult, Classifier, elapsed_ms
 from model.preprocess import normalize_batch, resize_image
 
 HEATMAP_MAX_ALPHA = 190  # the hottest pixel of the overlay still lets the photo show through
@@ -139,15 +139,9 @@ def explain(
     Images are explained one at a time; each costs `config.forward_passes()` images through the model.
     """
     started = time.perf_counter()
-    outputs: list[dict | ImageError] = []
-    for item in inputs:
-        try:
-            image = item if isinstance(item, ImageError) else decode_image(item, classifier.config.max_pixels)
-        except ImageError as error:
-            image = error
-        if isinstance(image, ImageError):
-            outputs.append(image)
-        else:
-            square = resize_image(image, classifier.config)
-            outputs.append(explain_image(classifier.model, square, config, classifier.config))
-    return BatchResult(outputs, {"explain": (time.perf_counter() - started) * 1000.0})
+    outputs: list[dict | ImageError] = [
+        image if isinstance(image, ImageError)
+        else explain_image(classifier.model, resize_image(image, classifier.config), config, classifier.config)
+        for image in classifier.decode(inputs)
+    ]
+    return BatchResult(outputs, {"explain": elapsed_ms(started)})

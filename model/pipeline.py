@@ -28,33 +28,39 @@ class Classifier:
         self.model = model
         self.config = config
 
-    def classify(self, inputs: list[bytes | ImageError], top_k: list[int]) -> BatchResult:
-        """Classify every decodable image in one forward pass; errors stay in their slots."""
-        started = time.perf_counter()
+    def decode(self, inputs: list[bytes | ImageError]) -> list[torch.Tensor | ImageError]:
+        """Each input decoded to RGB uint8, or its `ImageError` (already failed, or failing now) in its slot."""
         decoded: list[torch.Tensor | ImageError] = []
         for item in inputs:
             try:
                 decoded.append(item if isinstance(item, ImageError) else decode_image(item, self.config.max_pixels))
             except ImageError as error:
                 decoded.append(error)
+        return decoded
+
+    def classify(self, inputs: list[bytes | ImageError], top_k: list[int]) -> BatchResult:
+        """Classify every decodable image in one forward pass; errors stay in their slots."""
+        started = time.perf_counter()
+        decoded = self.decode(inputs)
         good = [i for i, item in enumerate(decoded) if isinstance(item, torch.Tensor)]
-        timings = {"decode": _ms(started)}
+        timings = {"decode": elapsed_ms(started)}
         outputs: list[dict | ImageError] = list(decoded)
         if good:
             started = time.perf_counter()
             batch = preprocess_images([decoded[i] for i in good], self.config)
-            timings["preprocess"] = _ms(started)
+            timings["preprocess"] = elapsed_ms(started)
             started = time.perf_counter()
             with torch.inference_mode():
                 logits = self.model(batch)
-            timings["inference"] = _ms(started)
+            timings["inference"] = elapsed_ms(started)
             started = time.perf_counter()
             answers = top_k_answers(logits, [top_k[i] for i in good])
-            timings["postprocess"] = _ms(started)
+            timings["postprocess"] = elapsed_ms(started)
             for i, answer in zip(good, answers, strict=True):
                 outputs[i] = answer
         return BatchResult(outputs, timings)
 
 
-def _ms(started: float) -> float:
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since a `time.perf_counter()` reading."""
     return (time.perf_counter() - started) * 1000.0
