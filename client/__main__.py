@@ -22,8 +22,9 @@ from pathlib import Path
 
 from client.batch import CSV_FIELDS, FORMATS, expand, predict_all, render, summary
 from client.rest import RestClient
-from client.settings import MODEL, TIMEOUT_S, ClientError, Server
+from client.settings import TIMEOUT_S, ClientError, Server
 from model.classes import CLASS_NAMES
+from model.config import MODEL_NAME
 
 RETRIES = 3  # the CLI's default; the Python clients retry only when asked
 
@@ -117,7 +118,7 @@ def describe_versions(client) -> list[str]:
         workers = ", ".join(f"{w['id']} {w['status']}" for w in version["workers"]) or "none"
         mark = " (default)" if version["modelVersion"] == default else ""
         lines.append(
-            f"{MODEL} {version['modelVersion']}{mark}: "
+            f"{MODEL_NAME} {version['modelVersion']}{mark}: "
             f"workers {workers} (min {version['minWorkers']}, max {version['maxWorkers']}), "
             f"{version['jobQueueStatus']['pendingRequests']} pending"
         )

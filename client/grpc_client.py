@@ -10,7 +10,8 @@ import grpc
 from google.protobuf import empty_pb2
 
 from client import protos
-from client.settings import BACKOFF_S, MODEL, STARTUP_TIMEOUT_S, TIMEOUT_S, ClientError, ImageRejected, Server
+from client.settings import BACKOFF_S, STARTUP_TIMEOUT_S, TIMEOUT_S, ClientError, ImageRejected, Server
+from model.config import MODEL_NAME
 
 protos.generate()  # a fresh clone has no stubs yet; a cheap check when they are current
 from client.proto import inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc  # noqa: E402
@@ -76,7 +77,7 @@ class GrpcClient:
     def predict(self, image: Path, version: str | None = None, top_k: int | None = None) -> dict:
         inputs = {"data": image.read_bytes(), **({"top_k": str(top_k).encode()} if top_k is not None else {})}
         request = inference_pb2.PredictionsRequest(
-            model_name=MODEL, model_version=version or "", input=inputs
+            model_name=MODEL_NAME, model_version=version or "", input=inputs
         )
         answer = json.loads(self._call("inference", "Predictions", request).prediction)
         if "label" not in answer:
@@ -89,13 +90,15 @@ class GrpcClient:
         request = management_pb2.ListModelsRequest(limit=LIST_LIMIT)
         return json.loads(self._manage("ListModels", request))["models"]
 
-    def describe(self, model: str = MODEL, version: str = "all") -> list[dict]:
+    def describe(self, model: str = MODEL_NAME, version: str = "all") -> list[dict]:
         request = management_pb2.DescribeModelRequest(model_name=model, model_version=version)
         return json.loads(self._manage("DescribeModel", request))
 
     def metadata(self, version: str | None = None) -> dict:
         """The handler's model metadata (describe with customized=true) of a version, default if None."""
-        request = management_pb2.DescribeModelRequest(model_name=MODEL, model_version=version or "", customized=True)
+        request = management_pb2.DescribeModelRequest(
+            model_name=MODEL_NAME, model_version=version or "", customized=True
+        )
         return json.loads(self._manage("DescribeModel", request))[0]["customizedMetadata"]
 
     def default_version(self) -> str:
@@ -108,17 +111,17 @@ class GrpcClient:
         return self._manage("RegisterModel", request, STARTUP_TIMEOUT_S)
 
     def unregister(self, version: str) -> str:
-        request = management_pb2.UnregisterModelRequest(model_name=MODEL, model_version=version)
+        request = management_pb2.UnregisterModelRequest(model_name=MODEL_NAME, model_version=version)
         return self._manage("UnregisterModel", request)
 
     def set_default(self, version: str) -> str:
-        request = management_pb2.SetDefaultRequest(model_name=MODEL, model_version=version)
+        request = management_pb2.SetDefaultRequest(model_name=MODEL_NAME, model_version=version)
         return self._manage("SetDefault", request)
 
     def scale(self, min_workers: int, max_workers: int, version: str | None = None) -> str:
         """Set the worker range of a version (default: the default version), waiting for the change."""
         request = management_pb2.ScaleWorkerRequest(
-            model_name=MODEL, model_version=version or "", min_worker=min_workers, max_worker=max_workers,
+            model_name=MODEL_NAME, model_version=version or "", min_worker=min_workers, max_worker=max_workers,
             synchronous=True,
         )
         return self._manage("ScaleWorker", request, STARTUP_TIMEOUT_S)

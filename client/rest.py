@@ -7,7 +7,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
-from client.settings import BACKOFF_S, MODEL, STARTUP_TIMEOUT_S, TIMEOUT_S, ClientError, ImageRejected, Server
+from client.settings import BACKOFF_S, STARTUP_TIMEOUT_S, TIMEOUT_S, ClientError, ImageRejected, Server
+from model.config import MODEL_NAME
 
 IMAGE_REJECTED_STATUS = 413  # TorchServe's own refusal of a body over max_request_size
 
@@ -54,7 +55,7 @@ class RestClient:
 
     def predict(self, image: Path, version: str | None = None, top_k: int | None = None) -> dict:
         # TorchServe 0.12 drops the query string on /predictions: top_k travels as a header.
-        path = f"/predictions/{MODEL}" + (f"/{version}" if version else "")
+        path = f"/predictions/{MODEL_NAME}" + (f"/{version}" if version else "")
         headers = {"Content-Type": "application/octet-stream", **({"top_k": str(top_k)} if top_k is not None else {})}
         response = self._call(
             "POST", self.server.inference_url + path, "inference", data=image.read_bytes(), headers=headers
@@ -64,18 +65,18 @@ class RestClient:
     def list_models(self) -> list[dict]:
         return self._call("GET", f"{self.server.management_url}/models", "management").json()["models"]
 
-    def describe(self, model: str = MODEL, version: str = "all") -> list[dict]:
+    def describe(self, model: str = MODEL_NAME, version: str = "all") -> list[dict]:
         url = f"{self.server.management_url}/models/{model}/{version}"
         return self._call("GET", url, "management").json()
 
     def metadata(self, version: str | None = None) -> dict:
         """The handler's model metadata (describe with customized=true) of a version, default if None."""
-        url = f"{self.server.management_url}/models/{MODEL}" + (f"/{version}" if version else "")
+        url = f"{self.server.management_url}/models/{MODEL_NAME}" + (f"/{version}" if version else "")
         return self._call("GET", url, "management", params={"customized": "true"}).json()[0]["customizedMetadata"]
 
     def default_version(self) -> str:
         """Describing the model without a version describes its default version."""
-        url = f"{self.server.management_url}/models/{MODEL}"
+        url = f"{self.server.management_url}/models/{MODEL_NAME}"
         return self._call("GET", url, "management").json()[0]["modelVersion"]
 
     def register(self, archive: str, workers: int = 1) -> str:
@@ -85,14 +86,14 @@ class RestClient:
         )
 
     def unregister(self, version: str) -> str:
-        return self._manage("DELETE", f"/models/{MODEL}/{version}")
+        return self._manage("DELETE", f"/models/{MODEL_NAME}/{version}")
 
     def set_default(self, version: str) -> str:
-        return self._manage("PUT", f"/models/{MODEL}/{version}/set-default")
+        return self._manage("PUT", f"/models/{MODEL_NAME}/{version}/set-default")
 
     def scale(self, min_workers: int, max_workers: int, version: str | None = None) -> str:
         """Set the worker range of a version (default: the default version), waiting for the change."""
-        path = f"/models/{MODEL}" + (f"/{version}" if version else "")
+        path = f"/models/{MODEL_NAME}" + (f"/{version}" if version else "")
         return self._manage(
             "PUT", path, STARTUP_TIMEOUT_S, min_worker=min_workers, max_worker=max_workers, synchronous="true"
         )

@@ -5,8 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-MODEL = "asl"  # every variant is a version of this one model
+KEY_FILE = Path(__file__).resolve().parent.parent / "key_file.json"  # where `make serve`'s TorchServe writes it
 TIMEOUT_S = 30  # per call, REST and gRPC
 STARTUP_TIMEOUT_S = 120  # register and scale wait for workers to load the model (startupTimeout)
 BACKOFF_S = 0.5  # first pause between retries, doubled at each further one (REST and gRPC)
@@ -27,7 +26,7 @@ class Server:
     metrics_url: str = "http://127.0.0.1:8082"
     grpc_inference: str = "127.0.0.1:7070"
     grpc_management: str = "127.0.0.1:7071"
-    key_file: Path = REPO / "key_file.json"
+    key_file: Path = KEY_FILE
 
     @classmethod
     def from_env(cls) -> "Server":

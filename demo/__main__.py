@@ -18,8 +18,9 @@ from pathlib import Path
 import requests
 import uvicorn
 
-from client.settings import REPO, Server
+from client.settings import Server
 from demo.server import LOOPBACK_HOSTS, create_app
+from training.config import REPO
 
 LOGS = REPO / "logs"
 PID_FILE = LOGS / "demo.pid"

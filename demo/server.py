@@ -17,8 +17,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from client.settings import MODEL, TIMEOUT_S, ClientError, Server
+from client.settings import TIMEOUT_S, ClientError, Server
 from demo import STATIC
+from model.config import MODEL_NAME
 
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024  # a photo or a webcam frame; TorchServe's max_request_size is the same
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")  # Host headers accepted by default
@@ -75,7 +76,7 @@ def torchserve_error(response: httpx.Response) -> DemoError:
 async def default_version(request: Request) -> str:
     """Describing the model without a version describes its default version."""
     server: Server = request.app.state.server
-    response = await call(request, "GET", f"{server.management_url}/models/{MODEL}", "management")
+    response = await call(request, "GET", f"{server.management_url}/models/{MODEL_NAME}", "management")
     return response.json()[0]["modelVersion"]
 
 
@@ -83,7 +84,8 @@ async def versions(request: Request) -> JSONResponse:
     """The versions of the model, which is the default and whether a worker is READY: the page's picker."""
     server: Server = request.app.state.server
     try:
-        described = (await call(request, "GET", f"{server.management_url}/models/{MODEL}/all", "management")).json()
+        url = f"{server.management_url}/models/{MODEL_NAME}/all"
+        described = (await call(request, "GET", url, "management")).json()
         default = await default_version(request)
     except DemoError as error:
         return error_response(error)
@@ -95,7 +97,7 @@ async def versions(request: Request) -> JSONResponse:
         }
         for v in described
     ]
-    return JSONResponse({"model": MODEL, "default": default, "versions": listed})
+    return JSONResponse({"model": MODEL_NAME, "default": default, "versions": listed})
 
 
 async def upload(request: Request) -> bytes:
@@ -139,7 +141,7 @@ async def forward(request: Request, route: str) -> JSONResponse:
         body = await upload(request)
         version = version or await default_version(request)
         headers = {"Content-Type": "application/octet-stream", **({"top_k": top_k} if top_k else {})}
-        url = f"{server.inference_url}/{route}/{MODEL}/{version}"
+        url = f"{server.inference_url}/{route}/{MODEL_NAME}/{version}"
         response = await call(request, "POST", url, "inference", content=body, headers=headers)
     except DemoError as error:
         return error_response(error)

@@ -2,7 +2,8 @@
 
 Accepted inputs per request: the raw body (`curl -T img.jpg`), a multipart field `data`
 (`curl -F data=@img.jpg`), JSON `{"data": "<base64>"}`, or a gRPC input `data`. `top_k` comes
-from a `top_k` header, multipart field, JSON field or gRPC input (default from model-config.yaml).
+from a `top_k` header, multipart field, JSON field or gRPC input (default: `handler.default_top_k` in
+model-config.yaml if set, else `model.config.DEFAULT_TOP_K`).
 `POST /explanations/asl` answers with an occlusion map (`model.explain`) instead of a prediction.
 A bad request gets its own 4xx JSON answer; the rest of its batch is answered normally. Every answer
 names the version that produced it (`X-Model-Version` header, `model_version` field).
@@ -22,21 +23,31 @@ from ts.metrics.dimension import Dimension
 from ts.metrics.metric_type_enum import MetricTypes
 
 from model.classes import CLASS_NAMES
-from model.config import PREPROCESS
-from model.decode import ImageError
+from model.config import DEFAULT_TOP_K, PREPROCESS
+from model.decode import CorruptImage, EmptyImage, ImageError, ImageTooLarge, NotAnImage
 from model.explain import explain
 from model.pipeline import BatchResult, Classifier
 
 logger = logging.getLogger(__name__)
 
-METADATA = "metadata.json"  # written by handler/archive.py
-EVALUATION = "evaluation.json"  # reports/evaluation.json, packed by handler/archive.py when present
+METADATA = "metadata.json"  # written by harness/archives.py
+EVALUATION = "evaluation.json"  # reports/evaluation.json, packed by harness/archives.py when present
 VERSION_HEADER = "X-Model-Version"
 STREAM_NEXT = "ts_stream_next"  # TorchServe's "more messages follow" response header for gRPC streams
 
 
-class BadRequest(ImageError):
-    status, kind = 400, "BadRequest"
+class BadRequest(ValueError):
+    """A request the handler cannot read (no image field, bad base64, bad top_k): it never reaches the core."""
+
+
+# What went wrong -> the HTTP status and the stable error type every client sees.
+ERRORS: dict[type[Exception], tuple[int, str]] = {
+    BadRequest: (400, "BadRequest"),
+    EmptyImage: (400, "EmptyImage"),
+    NotAnImage: (415, "UnsupportedMediaType"),
+    ImageTooLarge: (413, "ImageTooLarge"),
+    CorruptImage: (422, "CorruptImage"),
+}
 
 
 def image_bytes(request: dict) -> bytes:
@@ -78,8 +89,9 @@ def requested_top_k(request: dict, header: str | None, default: int) -> int:
     return int(text)
 
 
-def error_body(error: ImageError, version: str) -> dict:
-    return {"code": error.status, "type": error.kind, "message": str(error), "model_version": version}
+def status_of(error: BadRequest | ImageError) -> tuple[int, str]:
+    """The HTTP status and error type for a failed request; an `ImageError` subclass not listed is a 400."""
+    return next((answer for kind, answer in ERRORS.items() if isinstance(error, kind)), (400, "InvalidImage"))
 
 
 def read_json(path: Path) -> dict | None:
@@ -110,7 +122,7 @@ class ASLHandler:
 
     def __init__(self):
         self.classifier: Classifier | None = None
-        self.default_top_k = 5
+        self.default_top_k = DEFAULT_TOP_K
         self.version = ""
         self.metadata: dict = {}
 
@@ -119,7 +131,7 @@ class ASLHandler:
         threads = int(settings.get("threads", 1))
         torch.set_num_threads(threads)  # workers x threads <= cores: no OpenMP oversubscription
         os.environ["OMP_NUM_THREADS"] = str(threads)
-        self.default_top_k = int(settings.get("default_top_k", 5))
+        self.default_top_k = int(settings.get("default_top_k", DEFAULT_TOP_K))
         model_dir = Path(context.system_properties["model_dir"])
         self.version = context.manifest["model"]["modelVersion"]
         self.metadata = self.describe(model_dir, context.manifest["model"]["modelName"])
@@ -169,43 +181,52 @@ class ASLHandler:
         return answers
 
     def predict(self, data: list[dict], context) -> list[str]:
-        inputs, ks = [], []
+        """Unreadable requests are answered here; the images of the others go to the core in two groups:
+        explanations (`POST /explanations/...` arrives with the header `explain: True`) and predictions."""
+        outputs: list[dict | BadRequest | ImageError | None] = [None] * len(data)
+        readable: dict[int, tuple[bytes, int]] = {}
         for idx, request in enumerate(data):
             try:
-                ks.append(requested_top_k(request, context.get_request_header(idx, "top_k"), self.default_top_k))
-                inputs.append(image_bytes(request))
+                top_k = requested_top_k(request, context.get_request_header(idx, "top_k"), self.default_top_k)
+                readable[idx] = (image_bytes(request), top_k)
             except BadRequest as error:
-                ks.append(1)
-                inputs.append(error)
-        # POST /explanations/... arrives with the request header `explain: True` (TorchServe 0.12); one batch
-        # can mix explanations and predictions, so each request is routed on its own header.
-        asked = [i for i in range(len(data)) if context.get_request_header(i, "explain") == "True"]
-        if len(asked) < len(data):
-            skipped = BadRequest("answered by the explanation")
-            result = self.classifier.classify([skipped if i in asked else x for i, x in enumerate(inputs)], ks)
-        else:  # explanations only: no prediction stages to time
-            result = BatchResult(list(inputs))
-        if asked:
-            explained = explain(self.classifier, [inputs[i] for i in asked])
-            for i, output in zip(asked, explained.outputs, strict=True):
-                result.outputs[i] = output
-            result.timings_ms.update(explained.timings_ms)
+                outputs[idx] = error
+        explained = [i for i in readable if context.get_request_header(i, "explain") == "True"]
+        predicted = [i for i in readable if i not in explained]
+        timings: dict[str, float] = {}
+        for indices, run in ((predicted, self.classifier.classify), (explained, self.explain)):
+            if indices:
+                result = run([readable[i][0] for i in indices], [readable[i][1] for i in indices])
+                timings.update(result.timings_ms)
+                for i, output in zip(indices, result.outputs, strict=True):
+                    outputs[i] = output
+        self.record(len(data), timings, outputs, context.metrics)
+        answers = []
+        for idx, output in enumerate(outputs):
+            if isinstance(output, dict):
+                answers.append(json.dumps({**output, "model_version": self.version}))
+            else:
+                status, kind = status_of(output)
+                context.set_response_status(status, kind, idx)
+                body = {"code": status, "type": kind, "message": str(output), "model_version": self.version}
+                answers.append(json.dumps(body))
+        return answers
+
+    def explain(self, images: list[bytes], _top_k: list[int]) -> BatchResult:
+        """Occlusion maps, called like `Classifier.classify` (an explanation has no top-k)."""
+        return explain(self.classifier, images)
+
+    def record(self, batch_size: int, timings_ms: dict[str, float], outputs: list, metrics) -> None:
+        """Batch size, time per stage and failed requests by type, each labelled with this version."""
         version = Dimension("ModelVersion", self.version)
-        metrics = context.metrics
-        metrics.add_metric("asl_batch_size", len(data), "count", None, [version], MetricTypes.HISTOGRAM)
-        for stage, ms in result.timings_ms.items():
+        metrics.add_metric("asl_batch_size", batch_size, "count", None, [version], MetricTypes.HISTOGRAM)
+        for stage, ms in timings_ms.items():
             metrics.add_metric("asl_stage_seconds", ms / 1000.0, "seconds", None,
                                [Dimension("Stage", stage), version], MetricTypes.HISTOGRAM)
-        answers = []
-        for idx, output in enumerate(result.outputs):
-            if isinstance(output, ImageError):
-                context.set_response_status(output.status, output.kind, idx)
+        for output in outputs:
+            if not isinstance(output, dict):
                 metrics.add_metric("asl_request_errors_total", 1, "count", None,
-                                   [Dimension("ErrorType", output.kind), version], MetricTypes.COUNTER)
-                answers.append(json.dumps(error_body(output, self.version)))
-            else:
-                answers.append(json.dumps({**output, "model_version": self.version}))
-        return answers
+                                   [Dimension("ErrorType", status_of(output)[1]), version], MetricTypes.COUNTER)
 
 
 _service = ASLHandler()

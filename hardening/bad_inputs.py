@@ -2,7 +2,7 @@
 
     python -m hardening.bad_inputs [--warm-up 2] [--rounds 3] [--report reports/bad_inputs.md]
 
-It starts its own TorchServe from config.properties (client.launcher.LocalTorchServe: free ports, a
+It starts its own TorchServe from config.properties (harness.server: free ports, a
 temporary copy of model_store/) and sends real photos, then the whole corpus `--warm-up` times, then
 `--rounds` more times. Passing means: every case answered as documented in every round, the same
 worker PIDs throughout (no worker restarted), resident memory of the frontend and of every worker grown
@@ -16,19 +16,18 @@ A leak is growth that goes on with every further pass.
 """
 
 import argparse
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from client.launcher import LocalTorchServe
 from client.rest import RestClient
-from client.settings import REPO, Server
+from client.settings import Server
 from hardening.corpus import Answer, cases, send, table
 from hardening.images import sample_images
 from hardening.processes import PRETOUCHED_HEAP, growth, resident_mb, worker_pids
+from harness.server import private_torchserve
+from training.config import REPO
 
 MAX_GROWTH = 0.10
 PHOTO, LABEL = sample_images()[0]
@@ -125,14 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the corpus measured")
     parser.add_argument("--report", type=Path, default=REPO / "reports" / "bad_inputs.md")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="bad-inputs-") as tmp:
-        store = Path(tmp) / "model_store"
-        shutil.copytree(args.model_store, store, ignore=shutil.ignore_patterns(".*"))
-        torchserve = LocalTorchServe(Path(tmp) / "torchserve", store, PRETOUCHED_HEAP)
-        try:
-            run = run_corpus(torchserve.start(), args.warm_up, args.rounds)
-        finally:
-            torchserve.stop()
+    with private_torchserve(args.model_store, properties=PRETOUCHED_HEAP) as torchserve:
+        run = run_corpus(torchserve.server, args.warm_up, args.rounds)
     text = report(run)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(text)

@@ -18,8 +18,9 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from client.settings import REPO, Server
+from client.settings import Server
 from hardening.images import decompression_bomb, encode, photo, rotated_jpeg, sixteen_bit_png
+from training.config import REPO
 
 PREDICTION = "prediction"
 NO_JSON = "(no JSON body)"

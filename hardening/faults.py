@@ -2,8 +2,8 @@
 
     python -m hardening.faults [--kills 5] [--threads 4] [--response-timeout S] [--report reports/faults.md]
 
-It starts its own TorchServe from config.properties (client.launcher.LocalTorchServe: free ports, a
-temporary copy of model_store/). While client threads (half REST, half gRPC) send predictions to the
+It starts its own TorchServe from config.properties (harness.server: free ports, a temporary copy
+of model_store/ with one worker per version, so each fault hits a version's only worker). While client threads (half REST, half gRPC) send predictions to the
 default version, it kills that version's worker with SIGKILL `--kills` times, each time measuring how
 long until a new worker answers and how many requests failed. Then it freezes the worker (SIGSTOP) and
 sends one request: TorchServe should give up on it after responseTimeout (30 s as archived, or
@@ -14,10 +14,8 @@ and the frozen worker replaced. Exits with status 1 otherwise.
 
 import argparse
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,56 +24,45 @@ from pathlib import Path
 import psutil
 import requests
 
-from client.launcher import LocalTorchServe, archive_with_settings
 from client.rest import RestClient
-from client.rollout import SAMPLES, Step, Traffic
-from client.settings import REPO, ClientError, Server
+from client.settings import ClientError, Server
 from hardening.processes import worker_pids
+from harness.poll import poll
+from harness.server import private_torchserve
+from harness.traffic import SAMPLE_PHOTOS, Traffic
+from model.config import MODEL_NAME
+from training.config import REPO
 
-RECOVERY_LIMIT_S = 10
-IMAGES = sorted(SAMPLES.glob("*/*.jpg"))
+RECOVERY_LIMIT_S = 10  # the script's pass mark; the tests check losses, not time
+# One worker per version, so a killed or frozen worker is the version's only one and its recovery shows.
+ONE_WORKER = {"minWorkers": 1, "maxWorkers": 1}
+REPLACEMENT_TIMEOUT_S = 60
 
 
-def wait_replaced(rest: RestClient, version: str, old_pid: int, timeout_s: float = 60) -> int:
+def wait_replaced(rest: RestClient, version: str, old_pid: int, timeout_s: float = REPLACEMENT_TIMEOUT_S) -> int:
     """Wait until `version` has a READY worker other than `old_pid`, and return its PID."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            workers = rest.describe(version=version)[0]["workers"]
-        except ClientError:
-            workers = []
-        ready = [w["pid"] for w in workers if w["status"] == "READY" and w["pid"] != old_pid]
-        if ready:
-            return ready[0]
-        time.sleep(0.1)
-    raise ClientError(f"no new READY worker for {version} after {timeout_s:.0f}s")
+    def new_worker() -> int | None:
+        workers = rest.describe(version=version)[0]["workers"]
+        return next((w["pid"] for w in workers if w["status"] == "READY" and w["pid"] != old_pid), None)
+
+    return poll(new_worker, timeout_s, f"a new READY worker for {version}", ignore=(ClientError,))
 
 
 @dataclass
 class Kill:
     recovery_s: float  # from SIGKILL until the new worker answered a request
-    threads: int
-    steps: list[Step]
-    errors: list[str]
+    traffic: Traffic
 
     @property
-    def failed(self) -> int:
-        return sum(step.failed for step in self.steps)
-
-    @property
-    def sent(self) -> int:
-        return sum(step.sent for step in self.steps)
-
-    @property
-    def problems(self) -> list[str]:
+    def losses(self) -> list[str]:
+        """Requests lost beyond those in flight at the kill."""
+        traffic = self.traffic
         problems = []
-        if self.recovery_s >= RECOVERY_LIMIT_S:
-            problems.append(f"service back only after {self.recovery_s:.1f}s")
-        if self.failed > self.threads:
-            problems.append(f"{self.failed} requests failed, more than the {self.threads} that can be in flight")
-        if self.steps[-1].failed:
-            problems.append(f"{self.steps[-1].failed} requests failed after the new worker answered")
-        problems += [f"not an in-flight failure: {e}" for e in self.errors if "Worker died" not in e]
+        if traffic.failed > traffic.threads:
+            problems.append(f"{traffic.failed} requests failed, more than the {traffic.threads} that can be in flight")
+        if traffic.steps[-1].failed:
+            problems.append(f"{traffic.steps[-1].failed} requests failed after the new worker answered")
+        problems += [f"not an in-flight failure: {e}" for e in traffic.errors if "Worker died" not in e]
         return problems
 
 
@@ -83,7 +70,7 @@ def kill_under_load(server: Server, threads: int = 4, dwell_s: float = 2) -> Kil
     """SIGKILL the default version's worker while `threads` clients send it predictions."""
     rest = RestClient(server)
     version = rest.default_version()
-    with Traffic(server, IMAGES, threads) as traffic:
+    with Traffic(server, threads) as traffic:
         with traffic.step("before", version):
             time.sleep(dwell_s)
         with traffic.step("kill -9, until a new worker answers", version):
@@ -91,11 +78,11 @@ def kill_under_load(server: Server, threads: int = 4, dwell_s: float = 2) -> Kil
             killed = time.monotonic()
             os.kill(old_pid, signal.SIGKILL)
             wait_replaced(rest, version, old_pid)
-            rest.predict(IMAGES[0], version)
+            rest.predict(SAMPLE_PHOTOS[0], version)
             recovery_s = time.monotonic() - killed
         with traffic.step("after", version):
             time.sleep(dwell_s)
-    return Kill(recovery_s, threads, traffic.steps, traffic.errors)
+    return Kill(recovery_s, traffic)
 
 
 @dataclass
@@ -115,12 +102,13 @@ def freeze_worker(server: Server, version: str) -> Stuck:
     try:
         started = time.monotonic()
         response = requests.post(
-            f"{server.inference_url}/predictions/asl/{version}", data=IMAGES[0].read_bytes(), timeout=120,
+            f"{server.inference_url}/predictions/{MODEL_NAME}/{version}", data=SAMPLE_PHOTOS[0].read_bytes(),
+            timeout=120,
             headers={"Authorization": f"Bearer {server.key('inference')}", "Content-Type": "application/octet-stream"},
         )
         answered_s = time.monotonic() - started
         wait_replaced(rest, version, old_pid)
-        rest.predict(IMAGES[0], version)
+        rest.predict(SAMPLE_PHOTOS[0], version)
         recovery_s = time.monotonic() - started
     finally:
         if psutil.pid_exists(old_pid):  # never leave a frozen process behind, whatever happened
@@ -133,16 +121,16 @@ def report(kills: list[Kill], stuck: Stuck, response_timeout: int, problems: lis
     lines = [
         "# Worker faults under load",
         "",
-        f"`python -m hardening.faults --kills {len(kills)} --threads {kills[0].threads}`, "
+        f"`python -m hardening.faults --kills {len(kills)} --threads {kills[0].traffic.threads}`, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private TorchServe 0.12.0 started from config.properties. "
-        f"{kills[0].threads} client threads (half REST, half gRPC) sent predictions to the default version while "
-        "its worker was killed with SIGKILL; recovery is the time from the kill until the new worker answered. "
+        f"{kills[0].traffic.threads} client threads (half REST, half gRPC) sent predictions to the default version "
+        "while its worker was killed with SIGKILL; recovery is the time from the kill until the new worker answered. "
         "Each failure is listed under the step in which its request was sent.",
         "",
         "| kill | recovery s | requests sent | failed | failures |",
         "|---:|---:|---:|---:|---|",
-        *(f"| {n} | {k.recovery_s:.1f} | {k.sent} | {k.failed} | {'; '.join(sorted(set(k.errors)))[:200]} |"
-          for n, k in enumerate(kills, 1)),
+        *(f"| {n} | {k.recovery_s:.1f} | {k.traffic.sent} | {k.traffic.failed} | "
+          f"{'; '.join(sorted(set(k.traffic.errors)))[:200]} |" for n, k in enumerate(kills, 1)),
         "",
         f"Frozen worker (SIGSTOP, responseTimeout {response_timeout} s): the request sent to it was answered "
         f"{stuck.status} \"{stuck.message}\" after {stuck.answered_s:.1f} s; a new worker answered after "
@@ -163,24 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--response-timeout", type=int, help="seconds, instead of the archive's (30)")
     parser.add_argument("--report", type=Path, default=REPO / "reports" / "faults.md")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="faults-") as tmp:
-        store = Path(tmp) / "model_store"
-        shutil.copytree(args.model_store, store, ignore=shutil.ignore_patterns(".*"))
-        if args.response_timeout:
-            for archive in store.glob("*.mar"):
-                timeout = args.response_timeout
-                copy = archive_with_settings(archive, archive.with_suffix(".tmp"), responseTimeout=timeout)
-                copy.replace(archive)
-        torchserve = LocalTorchServe(Path(tmp) / "torchserve", store)
-        try:
-            server = torchserve.start()
-            kills = [kill_under_load(server, args.threads) for _ in range(args.kills)]
-            version = RestClient(server).default_version()
-            response_timeout = RestClient(server).describe(version=version)[0]["responseTimeout"]
-            stuck = freeze_worker(server, version)
-        finally:
-            torchserve.stop()
-    problems = [p for kill in kills for p in kill.problems]
+    settings = {**ONE_WORKER, **({"responseTimeout": args.response_timeout} if args.response_timeout else {})}
+    with private_torchserve(args.model_store, settings=settings) as torchserve:
+        server = torchserve.server
+        kills = [kill_under_load(server, args.threads) for _ in range(args.kills)]
+        version = RestClient(server).default_version()
+        response_timeout = RestClient(server).describe(version=version)[0]["responseTimeout"]
+        stuck = freeze_worker(server, version)
+    problems = [p for kill in kills for p in kill.losses]
+    problems += [f"service back only after {k.recovery_s:.1f}s" for k in kills if k.recovery_s >= RECOVERY_LIMIT_S]
     if stuck.status < 500 or not stuck.old_worker_gone or stuck.recovery_s >= response_timeout + RECOVERY_LIMIT_S:
         problems.append(f"the frozen worker was not replaced as expected: {stuck}")
     text = report(kills, stuck, response_timeout, problems)

@@ -6,10 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from client.settings import REPO
 from model.classes import CLASS_NAMES
-
-SAMPLES = REPO / "samples" / "asl2text"
+from training.config import SAMPLES
 
 EXIF_ORIENTATION = 0x0112
 

@@ -2,7 +2,7 @@
 
     python -m hardening.soak [--duration 10m] [--users 8] [--warm-up 60] [--report reports/soak.md]
 
-It starts its own TorchServe from config.properties (client.launcher.LocalTorchServe: free ports, a
+It starts its own TorchServe from config.properties (harness.server: free ports, a
 temporary copy of model_store/) and runs the users of loadtests/locustfile.py (half REST, half gRPC)
 headless against the default version, sampling the resident memory of the
 frontend and of every worker every `--sample-every` seconds. Locust's CSVs and HTML report go to
@@ -15,23 +15,20 @@ growth. Exits with status 1 otherwise.
 
 import argparse
 import csv
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from client.launcher import LocalTorchServe
 from client.rest import RestClient
-from client.settings import REPO, Server
+from client.settings import Server
 from hardening.processes import PRETOUCHED_HEAP, growth, resident_mb, worker_pids
+from harness.server import private_torchserve
+from loadtests.run import run_locust
+from training.config import REPO
 
-LOCUSTFILE = REPO / "loadtests" / "locustfile.py"
 MAX_GROWTH = 0.10
 
 
@@ -105,17 +102,6 @@ class Soak:
         return problems + [f"{name} grew {g:.1%}" for name, g in self.growth.items() if g >= MAX_GROWTH]
 
 
-def run_locust(server: Server, users: int, duration: str, out: Path) -> None:
-    """Locust headless in its own process (it monkey-patches what it imports), its CSVs and HTML to `out`."""
-    out.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", server.inference_url,
-        "--users", str(users), "--spawn-rate", str(users), "--run-time", duration, "--stop-timeout", "10s",
-        "--csv", str(out / "locust"), "--html", str(out / "report.html"), "--only-summary",
-    ]
-    subprocess.run(command, env={**os.environ, **server.env()}, check=False)  # exits 1 when a request failed
-
-
 def read_rows(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
@@ -124,7 +110,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def soak(server: Server, users: int, duration: str, warm_up_s: float, every_s: float, out: Path) -> Soak:
     idle = resident_mb(RestClient(server))
     with MemoryWatch(server, every_s) as watch:
-        run_locust(server, users, duration, out)
+        run_locust(server, users, duration, out)  # exits 1 when a request failed: the report says so
     aggregated = next(row for row in read_rows(out / "locust_stats.csv") if row["Name"] == "Aggregated")
     return Soak(users, duration, warm_up_s, idle, watch.samples, aggregated, read_rows(out / "locust_failures.csv"))
 
@@ -182,14 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "loadtest" / "soak", help="Locust's files")
     parser.add_argument("--report", type=Path, default=REPO / "reports" / "soak.md")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        store = Path(tmp) / "model_store"
-        shutil.copytree(args.model_store, store, ignore=shutil.ignore_patterns(".*"))
-        torchserve = LocalTorchServe(Path(tmp) / "torchserve", store, PRETOUCHED_HEAP)
-        try:
-            result = soak(torchserve.start(), args.users, args.duration, args.warm_up, args.sample_every, args.out)
-        finally:
-            torchserve.stop()
+    with private_torchserve(args.model_store, properties=PRETOUCHED_HEAP) as torchserve:
+        result = soak(torchserve.server, args.users, args.duration, args.warm_up, args.sample_every, args.out)
     text = report(result)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(text)

@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from client.settings import REPO
-from loadtests.archives import load_model
+from harness.archives import load_model
 from loadtests.images import DEFAULT_IMAGES, image_paths
 from model.config import PREPROCESS
 from model.explain import OCCLUSION, explain
 from model.pipeline import Classifier, elapsed_ms
+from training.config import REPO
 
 
 class CountingModel:
@@ -51,7 +51,7 @@ def measure(mar: Path, photos: list[bytes]) -> dict:
     predict_ms, explain_ms, predict_images, explain_images = [], [], [], []
     for photo in photos:
         model.images = 0
-        predict_ms.append(timed_ms(lambda photo=photo: classifier.classify([photo], [5])))
+        predict_ms.append(timed_ms(lambda photo=photo: classifier.classify([photo])))
         predict_images.append(model.images)
         model.images = 0
         explain_ms.append(timed_ms(lambda photo=photo: explain(classifier, [photo])))

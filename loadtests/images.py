@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from client.settings import REPO
+from training.config import SAMPLES
 
-DEFAULT_IMAGES = REPO / "samples" / "asl2text"
+DEFAULT_IMAGES = SAMPLES
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 

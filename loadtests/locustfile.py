@@ -4,8 +4,9 @@
 
 `make loadtest` runs it through loadtests/run.py, which also writes the summary. Each user sends its
 next photo as soon as the last one is answered, so the number of users is the concurrency. The
-server comes from the ASL_* environment variables (client/settings.py): ASL_INFERENCE_URL (or
---host), ASL_GRPC_INFERENCE, and ASL_KEY_FILE, whose inference key authorises every request.
+server is given by Locust's --host (REST), --grpc-target and --key-file (whose inference key
+authorises every request); their defaults come from the ASL_* environment variables of
+client/settings.py, which default to `make serve`'s server.
 """
 
 import itertools
@@ -14,14 +15,16 @@ import random
 import time
 from collections.abc import Iterator
 from functools import cache
+from pathlib import Path
 
 import grpc
 import grpc.experimental.gevent as grpc_gevent
 from locust import FastHttpUser, User, constant, events, task
 
 from client import protos
-from client.settings import MODEL, Server
+from client.settings import Server
 from loadtests.images import DEFAULT_IMAGES, image_paths
+from model.config import MODEL_NAME
 
 grpc_gevent.init_gevent()  # gRPC calls must yield to the other users, like Locust's own HTTP clients
 protos.generate()
@@ -34,6 +37,13 @@ TIMEOUT_S = 30
 def add_arguments(parser) -> None:
     parser.add_argument("--images", default=str(DEFAULT_IMAGES), help="folder of photos to post (searched recursively)")
     parser.add_argument("--model-version", default="", help="version of asl to call (default: the server's default)")
+    defaults = Server.from_env()
+    parser.add_argument("--grpc-target", default=defaults.grpc_inference, help="gRPC inference address, host:port")
+    parser.add_argument("--key-file", default=str(defaults.key_file), help="TorchServe's key_file.json")
+
+
+def inference_key(options) -> str:
+    return Server(key_file=Path(options.key_file)).key("inference")
 
 
 @cache
@@ -68,9 +78,9 @@ class RestUser(FastHttpUser):
     def on_start(self) -> None:
         options = self.environment.parsed_options
         self.images = image_stream(options.images)
-        self.path = f"/predictions/{MODEL}" + (f"/{options.model_version}" if options.model_version else "")
+        self.path = f"/predictions/{MODEL_NAME}" + (f"/{options.model_version}" if options.model_version else "")
         self.headers = {
-            "Authorization": f"Bearer {Server.from_env().key('inference')}",
+            "Authorization": f"Bearer {inference_key(options)}",
             "Content-Type": "application/octet-stream",
         }
 
@@ -90,12 +100,11 @@ class GrpcUser(User):
 
     def on_start(self) -> None:
         options = self.environment.parsed_options
-        server = Server.from_env()
         self.images = image_stream(options.images)
         self.version = options.model_version
-        self.channel = grpc.insecure_channel(server.grpc_inference)
+        self.channel = grpc.insecure_channel(options.grpc_target)
         self.stub = inference_pb2_grpc.InferenceAPIsServiceStub(self.channel)
-        self.metadata = (("authorization", f"Bearer {server.key('inference')}"),)
+        self.metadata = (("authorization", f"Bearer {inference_key(options)}"),)
 
     def on_stop(self) -> None:
         self.channel.close()
@@ -103,7 +112,7 @@ class GrpcUser(User):
     @task
     def predict(self) -> None:
         request = inference_pb2.PredictionsRequest(
-            model_name=MODEL, model_version=self.version, input={"data": next(self.images)}
+            model_name=MODEL_NAME, model_version=self.version, input={"data": next(self.images)}
         )
         started, length, problem = time.perf_counter(), 0, None
         try:

@@ -3,8 +3,8 @@
     python -m loadtests.profile_stages [--variant int8] [--batches 1 8] [--rounds 3] [--images DIR]
         [--report reports/profile.md] [--trace-dir build/profile]
 
-Runs the handler's own stage functions (model.decode, model.preprocess, the archive's TorchScript
-model, model.postprocess) under torch.profiler.record_function, with the PyTorch thread count of
+Runs the handler's own pipeline, `model.pipeline.Classifier.classify` on the archive's model, which
+marks each of its stages with torch.profiler.record_function, with the PyTorch thread count of
 handler/model-config.yaml, and the baseline handler's Pillow + NumPy preprocessing on the same photos
 for comparison. Writes a table of time per stage to --report and a Chrome trace per batch size to
 --trace-dir (open it in chrome://tracing or https://ui.perfetto.dev).
@@ -21,40 +21,24 @@ import torch
 import yaml
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from client.settings import REPO
-from loadtests.archives import labels, load_model
+from harness.archives import labels, load_model, shipped_archive
 from loadtests.baseline_handler import BaselineHandler
 from loadtests.images import DEFAULT_IMAGES, image_paths
 from model.config import PREPROCESS
-from model.decode import decode_image
-from model.postprocess import top_k_answers
-from model.preprocess import normalize_batch, resize_image
+from model.pipeline import Classifier
+from training.config import REPO
 
-OURS = ("decode", "resize", "normalise", "forward", "postprocess")
-BASELINE = ("decode + resize + normalise (Pillow, NumPy)", "forward", "postprocess")
-
-
-def our_stages(model: Callable, photos: list[bytes]) -> None:
-    """One batch through the handler's stages, in the order model.pipeline.Classifier runs them."""
-    with record_function("decode"):
-        images = [decode_image(photo, PREPROCESS.max_pixels) for photo in photos]
-    with record_function("resize"):
-        batch = torch.stack([resize_image(image, PREPROCESS) for image in images])
-    with record_function("normalise"):
-        batch = normalize_batch(batch, PREPROCESS)
-    with record_function("forward"), torch.inference_mode():
-        logits = model(batch)
-    with record_function("postprocess"):
-        top_k_answers(logits, 5)
+OURS = ("decode", "preprocess", "inference", "postprocess")  # the stages Classifier.classify times and marks
+BASELINE = ("decode + resize + normalise (Pillow, NumPy)", "inference", "postprocess")
 
 
 def baseline_stages(handler: BaselineHandler, photos: list[bytes]) -> None:
     """One batch through the baseline handler's preprocess, forward and postprocess."""
     with record_function(BASELINE[0]):
         batch = handler.preprocess([{"body": photo} for photo in photos])
-    with record_function("forward"), torch.inference_mode():
+    with record_function(BASELINE[1]), torch.inference_mode():
         logits = handler.model(batch)
-    with record_function("postprocess"):
+    with record_function(BASELINE[2]):
         handler.postprocess(logits)
 
 
@@ -121,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     threads = int(config["handler"]["threads"])
     torch.set_num_threads(threads)
     batches = args.batches or sorted({1, config["batchSize"]})
-    mar = REPO / "model_store" / f"asl-{args.variant}.mar"
+    mar = shipped_archive(args.variant)
     model = load_model(mar)
+    classifier = Classifier(model, PREPROCESS)
     baseline = BaselineHandler()
     baseline.model = model
     baseline.mapping = labels(mar)
@@ -139,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{traces.relative_to(REPO) if traces.is_relative_to(REPO) else traces}/.",
     ]
     for batch in batches:
-        ours = profile_stages(lambda chunk: our_stages(model, chunk), photos, batch, args.rounds, OURS,
+        ours = profile_stages(classifier.classify, photos, batch, args.rounds, OURS,
                               args.trace_dir / f"ours-{args.variant}-batch{batch}.json")
         theirs = profile_stages(lambda chunk: baseline_stages(baseline, chunk), photos, batch, args.rounds,
                                 BASELINE, None)

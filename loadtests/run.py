@@ -12,7 +12,6 @@ when a request failed.
 import argparse
 import csv
 import json
-import os
 import subprocess
 import sys
 from collections import Counter
@@ -20,23 +19,33 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from client.settings import REPO, Server
+from client.settings import Server
 from loadtests.images import DEFAULT_IMAGES, image_paths
+from training.config import REPO
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 PREFIX = "locust"  # locust_stats.csv, locust_failures.csv, ..., locust.json
 
 
-def run_locust(server: Server, users: int, duration: str, images: Path, version: str, out: Path) -> int:
-    """Run Locust headless in its own process (it monkey-patches everything it imports into)."""
+def server_options(server: Server) -> list[str]:
+    """The locustfile's options that point its users at `server`."""
+    return ["--host", server.inference_url, "--grpc-target", server.grpc_inference, "--key-file", str(server.key_file)]
+
+
+def run_locust(server: Server, users: int, duration: str, out: Path, images: Path = DEFAULT_IMAGES,
+               version: str = "") -> int:
+    """Run Locust headless in its own process (it monkey-patches everything it imports into); files to `out`.
+
+    Exits non-zero when a request failed.
+    """
     out.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", server.inference_url,
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", *server_options(server),
         "--users", str(users), "--spawn-rate", str(users), "--run-time", duration, "--stop-timeout", "10s",
         "--csv", str(out / PREFIX), "--json-file", str(out / PREFIX), "--html", str(out / "report.html"),
         "--only-summary", "--images", str(images), "--model-version", version,
     ]
-    return subprocess.run(command, env={**os.environ, **server.env()}).returncode
+    return subprocess.run(command).returncode
 
 
 @dataclass
@@ -122,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "loadtest")
     args = parser.parse_args(argv)
     server = Server.from_env()
-    code = run_locust(server, args.users, args.duration, args.images, args.model_version, args.out)
+    code = run_locust(server, args.users, args.duration, args.out, args.images, args.model_version)
     if not (args.out / f"{PREFIX}.json").exists():
         print(f"error: Locust wrote no statistics (exit status {code})", file=sys.stderr)
         return code or 1

@@ -25,3 +25,5 @@ class NetworkConfig:
 
 PREPROCESS = PreprocessConfig()
 NETWORK = NetworkConfig()
+MODEL_NAME = "asl"  # every variant is archived and served as a version of this one model
+DEFAULT_TOP_K = 5  # classes in an answer when the request asks for no other number

@@ -1,7 +1,8 @@
 """Image bytes to an RGB uint8 tensor (3, H, W): kornia-rs for plain JPEG/PNG, Pillow for the rest.
 
 The header is read first (no pixels decoded) so oversized images are refused before they cost
-memory. Failures raise `ImageError` subclasses that carry the HTTP status a server should answer.
+memory. Failures raise an `ImageError` subclass named for what went wrong; adapters map them to
+their protocol's statuses.
 """
 
 import io
@@ -23,26 +24,23 @@ Image.MAX_IMAGE_PIXELS = PREPROCESS.max_pixels
 
 
 class ImageError(ValueError):
-    """An image the server cannot use; `status` is the HTTP code, `kind` a stable error type."""
-
-    status = 400
-    kind = "InvalidImage"
+    """Bytes that cannot become an image for the model."""
 
 
 class EmptyImage(ImageError):
-    status, kind = 400, "EmptyImage"
+    """No bytes at all."""
 
 
-class UnsupportedImage(ImageError):
-    status, kind = 415, "UnsupportedMediaType"
+class NotAnImage(ImageError):
+    """Bytes of no image format we decode (text, SVG, an unknown format)."""
 
 
 class CorruptImage(ImageError):
-    status, kind = 422, "CorruptImage"
+    """A known image format whose data is damaged or truncated."""
 
 
 class ImageTooLarge(ImageError):
-    status, kind = 413, "ImageTooLarge"
+    """More pixels than `PreprocessConfig.max_pixels`, found from the header before decoding."""
 
 
 def decode_image(data: bytes, max_pixels: int = PREPROCESS.max_pixels) -> torch.Tensor:
@@ -71,7 +69,7 @@ def _open_header(data: bytes) -> Image.Image:
         # Pillow's own message quotes twice our limit for the images it refuses outright
         raise ImageTooLarge(f"image has more than {Image.MAX_IMAGE_PIXELS} pixels, the limit") from error
     except UnidentifiedImageError as error:
-        raise UnsupportedImage("the body is not an image in a supported format") from error
+        raise NotAnImage("the body is not an image in a supported format") from error
     except Exception as error:
         raise CorruptImage(f"unreadable image header: {error}") from error
 

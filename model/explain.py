@@ -9,7 +9,6 @@ defaults, run `chunk` at a time; about as much compute as 82 predictions.
 
 import base64
 import io
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ from PIL import Image
 from model.classes import CLASS_NAMES
 from model.config import PREPROCESS, PreprocessConfig
 from model.decode import ImageError
-from model.pipeline import BatchResult, Classifier, elapsed_ms
+from model.pipeline import BatchResult, Classifier, timed
 from model.preprocess import normalize_batch, resize_image
 
 HEATMAP_MAX_ALPHA = 190  # the hottest pixel of the overlay still lets the photo show through
@@ -131,17 +130,16 @@ def explain_image(
     }
 
 
-def explain(
-    classifier: Classifier, inputs: list[bytes | ImageError], config: OcclusionConfig = OCCLUSION
-) -> BatchResult:
+def explain(classifier: Classifier, inputs: list[bytes], config: OcclusionConfig = OCCLUSION) -> BatchResult:
     """`Classifier.classify`'s contract for explanations: one answer or `ImageError` per input, in order.
 
     Images are explained one at a time; each costs `config.forward_passes()` images through the model.
     """
-    started = time.perf_counter()
-    outputs: list[dict | ImageError] = [
-        image if isinstance(image, ImageError)
-        else explain_image(classifier.model, resize_image(image, classifier.config), config, classifier.config)
-        for image in classifier.decode(inputs)
-    ]
-    return BatchResult(outputs, {"explain": elapsed_ms(started)})
+    timings: dict[str, float] = {}
+    with timed("explain", timings):
+        outputs: list[dict | ImageError] = [
+            image if isinstance(image, ImageError)
+            else explain_image(classifier.model, resize_image(image, classifier.config), config, classifier.config)
+            for image in classifier.decode(inputs)
+        ]
+    return BatchResult(outputs, timings)

@@ -4,12 +4,14 @@ Framework-independent: the TorchServe handler is a thin adapter around `Classifi
 """
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
+from torch.profiler import record_function
 
-from model.config import PREPROCESS, PreprocessConfig
+from model.config import DEFAULT_TOP_K, PREPROCESS, PreprocessConfig
 from model.decode import ImageError, decode_image
 from model.postprocess import top_k_answers
 from model.preprocess import preprocess_images
@@ -23,39 +25,48 @@ class BatchResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+@contextmanager
+def timed(stage: str, timings_ms: dict[str, float]) -> Iterator[None]:
+    """Time a stage into `timings_ms` and mark it for torch.profiler traces: the one place stages are timed."""
+    started = time.perf_counter()
+    with record_function(stage):
+        yield
+    timings_ms[stage] = elapsed_ms(started)
+
+
 class Classifier:
     def __init__(self, model: Callable[[torch.Tensor], torch.Tensor], config: PreprocessConfig = PREPROCESS):
         self.model = model
         self.config = config
 
-    def decode(self, inputs: list[bytes | ImageError]) -> list[torch.Tensor | ImageError]:
-        """Each input decoded to RGB uint8, or its `ImageError` (already failed, or failing now) in its slot."""
+    def decode(self, inputs: list[bytes]) -> list[torch.Tensor | ImageError]:
+        """Each input decoded to RGB uint8, or the `ImageError` it raised, in its slot."""
         decoded: list[torch.Tensor | ImageError] = []
-        for item in inputs:
+        for data in inputs:
             try:
-                decoded.append(item if isinstance(item, ImageError) else decode_image(item, self.config.max_pixels))
+                decoded.append(decode_image(data, self.config.max_pixels))
             except ImageError as error:
                 decoded.append(error)
         return decoded
 
-    def classify(self, inputs: list[bytes | ImageError], top_k: list[int]) -> BatchResult:
-        """Classify every decodable image in one forward pass; errors stay in their slots."""
-        started = time.perf_counter()
-        decoded = self.decode(inputs)
+    def classify(self, inputs: list[bytes], top_k: int | list[int] = DEFAULT_TOP_K) -> BatchResult:
+        """Classify every decodable image in one forward pass; errors stay in their slots.
+
+        `top_k` is one value for every input or one per input.
+        """
+        ks = [top_k] * len(inputs) if isinstance(top_k, int) else top_k
+        timings: dict[str, float] = {}
+        with timed("decode", timings):
+            decoded = self.decode(inputs)
         good = [i for i, item in enumerate(decoded) if isinstance(item, torch.Tensor)]
-        timings = {"decode": elapsed_ms(started)}
         outputs: list[dict | ImageError] = list(decoded)
         if good:
-            started = time.perf_counter()
-            batch = preprocess_images([decoded[i] for i in good], self.config)
-            timings["preprocess"] = elapsed_ms(started)
-            started = time.perf_counter()
-            with torch.inference_mode():
+            with timed("preprocess", timings):
+                batch = preprocess_images([decoded[i] for i in good], self.config)
+            with timed("inference", timings), torch.inference_mode():
                 logits = self.model(batch)
-            timings["inference"] = elapsed_ms(started)
-            started = time.perf_counter()
-            answers = top_k_answers(logits, [top_k[i] for i in good])
-            timings["postprocess"] = elapsed_ms(started)
+            with timed("postprocess", timings):
+                answers = top_k_answers(logits, [ks[i] for i in good])
             for i, answer in zip(good, answers, strict=True):
                 outputs[i] = answer
         return BatchResult(outputs, timings)

@@ -8,15 +8,16 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from client.launcher import LocalTorchServe
 from client.rest import RestClient
 from client.settings import Server
-from hardening.images import SAMPLES, sample_images  # noqa: F401  (re-exported for the tests)
+from hardening.images import sample_images  # noqa: F401  (re-exported for the tests)
+from harness.archives import MODEL_STORE, VARIANTS, shipped_archive
+from harness.server import private_torchserve
+from training.config import REPO, SAMPLES, SHARED_DATA  # noqa: F401  (re-exported for the tests)
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared" / "data" / "asl"
-ARCHIVES = ("asl-fp32.mar", "asl-int8.mar")
-VERSIONS = ("1.0-fp32", "1.0-int8")
+SHARED = SHARED_DATA
+ARCHIVES = tuple(shipped_archive(variant).name for variant in sorted(VARIANTS))
+VERSIONS = tuple(VARIANTS[variant][1] for variant in sorted(VARIANTS))
 
 
 def shared_path(*parts: str) -> Path:
@@ -28,24 +29,19 @@ def shared_path(*parts: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def model_store(tmp_path_factory) -> Path:
-    """A private copy of the built archives (`make test` builds them first)."""
-    store = tmp_path_factory.mktemp("model_store")
+def model_store() -> Path:
+    """The built archives (`make test` builds them first); servers copy what they serve from here."""
     for name in ARCHIVES:
-        built = REPO / "model_store" / name
-        if not built.exists():
-            pytest.fail(f"{built} is missing: run `make archive` (make test does it for you)")
-        shutil.copy2(built, store / name)
-    return store
+        if not (MODEL_STORE / name).exists():
+            pytest.fail(f"{MODEL_STORE / name} is missing: run `make archive` (make test does it for you)")
+    return MODEL_STORE
 
 
 @pytest.fixture(scope="session")
-def torchserve(model_store, tmp_path_factory):
+def torchserve(model_store):
     """A real TorchServe from the repo's config.properties, on free ports, with both versions READY."""
-    server = LocalTorchServe(tmp_path_factory.mktemp("torchserve"), model_store)
-    server.start()
-    yield server
-    server.stop()
+    with private_torchserve(model_store) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from client.__main__ import build_parser
-from client.launcher import free_ports
-from client.settings import REPO, Server
-from tests.conftest import SAMPLES
+from client.settings import Server
+from harness.server import free_ports
+from tests.conftest import REPO, SAMPLES
 
 CLASSES = ("A", "B", "space")
 CONSOLE_SCRIPT = Path(sys.executable).parent / "asl"

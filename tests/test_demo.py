@@ -19,9 +19,9 @@ import requests
 import yaml
 from PIL import Image
 
-from client.launcher import free_ports
 from client.rest import RestClient
 from client.settings import Server
+from harness.server import free_ports
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DIRS = (REPO / "samples" / "asl2text", REPO / "samples" / "roboflow")

@@ -13,10 +13,10 @@ import pytest
 from google.protobuf import empty_pb2
 
 from client.grpc_client import GrpcClient
-from client.launcher import free_ports
 from client.proto import inference_pb2, inference_pb2_grpc
-from client.settings import REPO, ClientError, ImageRejected
-from tests.conftest import VERSIONS, sample_images
+from client.settings import ClientError, ImageRejected
+from harness.server import free_ports
+from tests.conftest import REPO, VERSIONS, sample_images
 
 IMAGE, LABEL = sample_images()[0]
 

@@ -16,13 +16,13 @@ import pytest
 import requests
 import torch
 
-from client.launcher import LocalTorchServe
 from client.rest import RestClient
 from client.settings import ClientError
 from hardening.bad_inputs import LABEL, MAX_GROWTH, run_corpus
 from hardening.corpus import NO_JSON, table
 from hardening.images import encode, photo
 from hardening.processes import PRETOUCHED_HEAP, frontend, worker_pids
+from harness.server import private_torchserve
 from model.preprocess import resize_exact, resize_image, shrink
 from tests.conftest import REPO, sample_images
 
@@ -34,13 +34,11 @@ FRONTEND_ANSWERS = {
 
 
 @pytest.fixture(scope="module")
-def private_server(model_store, tmp_path_factory):
+def private_server(model_store):
     """TorchServe from the repo's config.properties, both versions, used by this module alone; its JVM
     starts with its heap committed, so that resident memory shows growth (hardening/processes.py)."""
-    server = LocalTorchServe(tmp_path_factory.mktemp("hardening"), model_store, PRETOUCHED_HEAP)
-    server.start()
-    yield server
-    server.stop()
+    with private_torchserve(model_store, properties=PRETOUCHED_HEAP) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +94,7 @@ def test_largest_uploads_do_not_fail_the_good_requests_batched_with_them(private
 
 def test_registering_a_path_outside_the_model_store_is_refused(private_server, tmp_path):
     rest = RestClient(private_server.server)
-    outside = shutil.copy2(private_server.model_store / "asl-int8.mar", tmp_path / "elsewhere.mar")
+    outside = shutil.copy2(private_server.store / "asl-int8.mar", tmp_path / "elsewhere.mar")
     with pytest.raises(ClientError, match="Model not found at"):
         rest.register(str(outside))
     with pytest.raises(ClientError, match="Relative path is not allowed"):

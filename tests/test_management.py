@@ -7,7 +7,6 @@ server: the module starts its own, on a copy of the archives plus a freshly buil
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,16 +17,18 @@ import pytest
 import requests
 
 from client.grpc_client import GrpcClient
-from client.launcher import LocalTorchServe, free_ports
 from client.proto import management_pb2, management_pb2_grpc
 from client.rest import RestClient
-from client.rollout import Traffic, roll_out
-from client.settings import REPO, ClientError, Server
-from handler.archive import VARIANTS, build_archive
+from client.settings import ClientError, Server
 from handler.asl_handler import EVALUATION
+from harness.archives import VARIANTS, build
+from harness.poll import poll
+from harness.server import free_ports, private_torchserve
+from harness.traffic import Traffic, wait_drained
+from loadtests.rollout import roll_out
 from model.classes import CLASS_NAMES
 from model.config import PREPROCESS
-from tests.conftest import sample_images
+from tests.conftest import REPO, sample_images
 
 EXPORTED_INT8 = REPO / "build" / "export" / VARIANTS["int8"][0]
 NEW_VERSION = "1.1-int8"
@@ -36,24 +37,41 @@ IMAGE = sample_images()[0][0]
 
 
 @pytest.fixture(scope="module")
-def server(model_store, tmp_path_factory) -> Server:
+def server(model_store) -> Server:
     """A TorchServe only this module changes: 1.0-int8 (default) and 1.0-fp32, NEW_ARCHIVE in its store."""
     if not EXPORTED_INT8.exists():
         pytest.fail(f"{EXPORTED_INT8} is missing: run `make export` (make test does it for you)")
-    store = tmp_path_factory.mktemp("managed_store")
-    for archive in model_store.glob("*.mar"):
-        shutil.copy2(archive, store)
-    build_archive(EXPORTED_INT8, NEW_VERSION, store, NEW_ARCHIVE.removesuffix(".mar"), "int8")
-    torchserve = LocalTorchServe(tmp_path_factory.mktemp("managed_torchserve"), store)
-    try:
-        yield torchserve.start()
-    finally:
-        torchserve.stop()
+    with private_torchserve(model_store) as torchserve:
+        build(EXPORTED_INT8, "int8", torchserve.store / NEW_ARCHIVE, NEW_VERSION)
+        yield torchserve.server
+
+
+@pytest.fixture(autouse=True)
+def restored(server):
+    """Whatever a test changes (default, extra versions, worker counts) is put back, even when it fails."""
+    rest = RestClient(server)
+    started = worker_ranges(rest)
+    yield
+    if rest.default_version() != "1.0-int8":
+        rest.set_default("1.0-int8")
+    for version, workers in worker_ranges(rest).items():
+        if version not in started:
+            wait_drained(rest, version)
+            rest.unregister(version)
+        elif workers != started[version]:
+            rest.scale(*started[version][:2], version=version)
+    eventually(lambda: worker_ranges(rest) == started)
 
 
 @pytest.fixture(params=["rest", "grpc"])
 def client(request, server) -> RestClient | GrpcClient:
     return RestClient(server) if request.param == "rest" else GrpcClient(server)
+
+
+def worker_ranges(rest: RestClient) -> dict[str, tuple[int, int, list[str]]]:
+    """Each version's minWorkers, maxWorkers and its workers' states."""
+    return {d["modelVersion"]: (d["minWorkers"], d["maxWorkers"], [w["status"] for w in d["workers"]])
+            for d in rest.describe()}
 
 
 def statuses(client, version: str) -> list[str]:
@@ -62,17 +80,14 @@ def statuses(client, version: str) -> list[str]:
 
 def eventually(check, timeout_s: float = 60) -> None:
     """Wait for `check()` to hold: TorchServe finishes some changes (unregistering) after answering."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"still not true after {timeout_s:.0f}s"
-        time.sleep(0.2)
+    poll(check, timeout_s, "the server reached the expected state", interval=0.2)
 
 
 def test_list_and_describe(client):
     assert [model["modelName"] for model in client.list_models()] == ["asl"]
     versions = {v["modelVersion"]: v for v in client.describe()}
     assert set(versions) == {"1.0-fp32", "1.0-int8"}
-    assert all(statuses(client, version) == ["READY"] for version in versions)
+    assert all(set(statuses(client, version)) == {"READY"} for version in versions)
     assert client.default_version() == "1.0-int8"
     assert versions["1.0-int8"]["modelUrl"] == "asl-int8.mar"
 
@@ -105,17 +120,13 @@ def test_cli_describe_prints_the_metadata(server):
 def test_503_is_retried_with_backoff_then_reported(server):
     """A version without workers answers 503; the client tries 1 + retries times (access log), then fails."""
     rest = RestClient(server)
-    rest.scale(0, 0, version="1.0-fp32")
-    try:
-        access_log = server.key_file.parent / "logs" / "access_log.log"
-        before = access_log.read_text().count("/predictions/asl/1.0-fp32")
-        with pytest.raises(ClientError, match="503"):
-            RestClient(server, retries=2).predict(IMAGE, "1.0-fp32")
-        attempts = access_log.read_text().count("/predictions/asl/1.0-fp32") - before
-        assert attempts == 3
-    finally:
-        rest.scale(1, 2, version="1.0-fp32")
-    eventually(lambda: statuses(rest, "1.0-fp32") == ["READY"])
+    rest.scale(0, 0, version="1.0-fp32")  # the `restored` fixture scales it back
+    access_log = server.key_file.parent / "logs" / "access_log.log"
+    before = access_log.read_text().count("/predictions/asl/1.0-fp32")
+    with pytest.raises(ClientError, match="503"):
+        RestClient(server, retries=2).predict(IMAGE, "1.0-fp32")
+    attempts = access_log.read_text().count("/predictions/asl/1.0-fp32") - before
+    assert attempts == 3
 
 
 def test_scale_up_and_down(client):
@@ -125,27 +136,23 @@ def test_scale_up_and_down(client):
     eventually(lambda: statuses(client, "1.0-fp32") == ["READY"])
     described = client.describe(version="1.0-fp32")[0]
     assert (described["minWorkers"], described["maxWorkers"]) == (1, 1)
-    client.scale(1, 2, version="1.0-fp32")  # back to model-config.yaml's range
 
 
 def test_scale_without_version_scales_the_default(client):
-    client.scale(2, 2)
-    eventually(lambda: statuses(client, "1.0-int8") == ["READY", "READY"])
-    assert statuses(client, "1.0-fp32") == ["READY"]
-    client.scale(1, 1)
-    eventually(lambda: statuses(client, "1.0-int8") == ["READY"])
-    client.scale(1, 2)  # back to model-config.yaml's range (TorchServe keeps a worker count inside it)
+    fp32 = statuses(client, "1.0-fp32")
+    int8 = len(statuses(client, "1.0-int8"))
+    client.scale(int8 + 1, int8 + 1)
+    eventually(lambda: statuses(client, "1.0-int8") == ["READY"] * (int8 + 1))
+    assert statuses(client, "1.0-fp32") == fp32
 
 
 def test_set_default_routes_unversioned_predictions(client):
     int8, fp32 = client.predict(IMAGE, "1.0-int8"), client.predict(IMAGE, "1.0-fp32")
     assert int8 != fp32  # the variants' probabilities differ, so the answer tells which one served
-    try:
-        assert "1.0-fp32" in client.set_default("1.0-fp32")
-        assert client.default_version() == "1.0-fp32"
-        assert client.predict(IMAGE) == fp32
-    finally:
-        client.set_default("1.0-int8")
+    assert "1.0-fp32" in client.set_default("1.0-fp32")
+    assert client.default_version() == "1.0-fp32"
+    assert client.predict(IMAGE) == fp32
+    client.set_default("1.0-int8")
     assert client.predict(IMAGE) == int8
 
 
@@ -200,22 +207,20 @@ def test_management_without_or_with_a_wrong_token_is_refused(server, tmp_path):
 
 def test_set_default_switches_under_load_lose_no_request(server):
     rest, grpc_client = RestClient(server), GrpcClient(server)
-    started = time.monotonic()
-    with Traffic(server, [path for path, _ in sample_images()], threads=4) as traffic:
+    with Traffic(server, threads=4) as traffic:
         for switch, version in enumerate(["1.0-fp32", "1.0-int8"] * 4):
             with traffic.step(f"switch {switch} to {version}", version):
                 (rest if switch % 2 else grpc_client).set_default(version)
                 time.sleep(0.75)
-    assert time.monotonic() - started < 30
     assert rest.default_version() == "1.0-int8"
     assert [s.failed for s in traffic.steps] == [0] * 8, traffic.errors[:3]
-    assert all(s.sent > 0 for s in traffic.steps) and sum(s.sent for s in traffic.steps) >= 50
+    assert all(s.sent > 0 for s in traffic.steps) and traffic.sent >= 50
 
 
 def test_roll_out_and_back_under_load_loses_no_request(server):
-    result = roll_out(server, NEW_ARCHIVE, NEW_VERSION, threads=4, dwell_s=1)
-    assert result.failed == 0, result.errors[:3]
-    assert result.sent >= 50 and all(step.sent > 0 for step in result.steps if step.seconds > 0.5)
+    traffic = roll_out(server, NEW_ARCHIVE, NEW_VERSION, threads=4, dwell_s=1).traffic
+    assert traffic.failed == 0, traffic.errors[:3]
+    assert traffic.sent >= 50 and all(step.sent > 0 for step in traffic.steps if step.seconds > 0.5)
     rest = RestClient(server)
     eventually(lambda: {v["modelVersion"] for v in rest.describe()} == {"1.0-fp32", "1.0-int8"})
     assert rest.default_version() == "1.0-int8"

@@ -10,7 +10,7 @@ import pytest
 import requests
 import yaml
 
-from client.launcher import free_ports
+from harness.server import free_ports
 from tests.conftest import REPO, sample_images
 
 AUTH_PROXY = REPO / "deploy" / "k8s" / "auth-proxy.yaml"

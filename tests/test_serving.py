@@ -2,16 +2,17 @@
 
 import base64
 import json
+import os
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from client.launcher import LocalTorchServe, archive_with_settings
 from client.rest import RestClient
-from handler.archive import CORE_MODULES
 from handler.asl_handler import EVALUATION, METADATA
+from harness.archives import CORE_MODULES, MODEL_STORE, model_config
+from harness.server import private_torchserve
 from model.classes import CLASS_NAMES
 from tests.conftest import ARCHIVES, REPO, VERSIONS, sample_images, samples, shared_path
 
@@ -109,6 +110,13 @@ def test_every_answer_names_its_version(torchserve, version):
         assert "ts_stream_next" not in response.headers  # gRPC streams only
 
 
+def test_shipped_workers_are_one_int8_per_core_and_one_fp32(rest):
+    """config.properties: int8 (the default) takes every core, fp32 one worker, each with one PyTorch thread."""
+    workers = {v["modelVersion"]: [w["status"] for w in v["workers"]] for v in rest.describe()}
+    assert workers == {"1.0-int8": ["READY"] * len(os.sched_getaffinity(0)), "1.0-fp32": ["READY"]}
+    assert all(model_config(MODEL_STORE / name)["handler"]["threads"] == 1 for name in ARCHIVES)
+
+
 def test_archives_carry_the_same_core_and_nothing_else():
     for name in ARCHIVES:
         with zipfile.ZipFile(REPO / "model_store" / name) as archive:
@@ -127,16 +135,13 @@ def test_archives_carry_the_same_core_and_nothing_else():
 
 
 @pytest.fixture(scope="module")
-def batching_server(model_store, tmp_path_factory):
+def batching_server(model_store):
     """A server whose one int8 worker waits long enough to gather 8 concurrent requests into one batch."""
-    store = tmp_path_factory.mktemp("batching_store")
-    archive_with_settings(model_store / "asl-int8.mar", store / "asl-int8.mar", maxBatchDelay=3000, maxWorkers=1)
     models = {"asl": {"1.0-int8": {"marName": "asl-int8.mar", "defaultVersion": True}}}
-    server = LocalTorchServe(tmp_path_factory.mktemp("batching"), store,
-                             {"load_models": "asl-int8.mar", "models": json.dumps(models)})
-    server.start()
-    yield server
-    server.stop()
+    settings = {"maxBatchDelay": 3000, "minWorkers": 1, "maxWorkers": 1}
+    with private_torchserve(model_store, ["asl-int8.mar"], settings,
+                            {"load_models": "asl-int8.mar", "models": json.dumps(models)}) as server:
+        yield server
 
 
 def test_one_bad_image_fails_alone_in_its_batch(batching_server):
