@@ -30,8 +30,7 @@ from harness.server import private_torchserve
 from training.config import REPO
 
 MAX_GROWTH = 0.10
-PHOTO, LABEL = sample_images()[0]
-WARM_UP = sample_images()[::4]
+WARM_UP_EVERY = 4  # every 4th committed photo is sent before the corpus
 
 
 @dataclass
@@ -43,6 +42,9 @@ class CorpusRun:
     memory_cold: dict[str, float]  # after the real photos, before any bad input
     memory_before: dict[str, float]  # after the warm-up rounds
     memory_after: dict[str, float]
+    photo: Path  # the committed photo the corpus is made from, and asked again at the end
+    label: str
+    warm_up_photos: int
     label_after: str
 
     @property
@@ -62,23 +64,25 @@ class CorpusRun:
         if self.pids_after != self.pids_before:
             problems.append(f"worker PIDs changed: {self.pids_before} -> {self.pids_after}")
         problems += [f"{name} grew {g:.1%}" for name, g in self.growth.items() if g >= MAX_GROWTH]
-        if self.label_after != LABEL:
-            problems.append(f"a good {LABEL} photo is now classified {self.label_after}")
+        if self.label_after != self.label:
+            problems.append(f"a good {self.label} photo is now classified {self.label_after}")
         return problems
 
 
 def run_corpus(server: Server, warm_up: int = 2, rounds: int = 2) -> CorpusRun:
     """Send real photos, then the corpus `warm_up` + `rounds` times, watching worker PIDs and memory."""
     rest = RestClient(server)
-    corpus = cases(PHOTO, LABEL)
-    for path, _ in WARM_UP:
+    photos = sample_images()
+    (photo, label), warm_up_photos = photos[0], photos[::WARM_UP_EVERY]
+    corpus = cases(photo, label)
+    for path, _ in warm_up_photos:
         rest.predict(path)
     pids_before, memory_cold = worker_pids(rest), resident_mb(rest)
     answers = [[send(server, case) for case in corpus] for _ in range(warm_up)]
     memory_before = resident_mb(rest)
     answers += [[send(server, case) for case in corpus] for _ in range(rounds)]
     return CorpusRun(answers, warm_up, pids_before, worker_pids(rest), memory_cold, memory_before,
-                     resident_mb(rest), rest.predict(PHOTO)["label"])
+                     resident_mb(rest), photo, label, len(warm_up_photos), rest.predict(photo)["label"])
 
 
 def report(run: CorpusRun) -> str:
@@ -92,7 +96,8 @@ def report(run: CorpusRun) -> str:
         f"(both versions; requests go to the default, 1.0-int8; the JVM starts with a 384 MB heap committed and "
         f"touched, so that resident memory shows growth: hardening/processes.py). {len(run.answers)} cases "
         f"({invalid} invalid, {len(run.answers) - invalid} odd but valid), made in memory from "
-        f"`{PHOTO.relative_to(REPO)}` (sign {LABEL}). After {len(WARM_UP)} real photos, the corpus was sent "
+        f"`{run.photo.relative_to(REPO)}` (sign {run.label}). After {run.warm_up_photos} real photos, the corpus was "
+        "sent "
         f"{run.warm_up} time(s) to warm up and {measured} more time(s); every round was checked, the table shows "
         "the last.",
         "",
@@ -107,7 +112,7 @@ def report(run: CorpusRun) -> str:
           f"| {g:+.1%} |" for name, g in run.growth.items()),
         "",
         f"Worker PIDs before: {run.pids_before}; after: {run.pids_after}. "
-        f"A good {LABEL} photo afterwards: {run.label_after}.",
+        f"A good {run.label} photo afterwards: {run.label_after}.",
         "",
         f"**{'PASS' if not run.failures else 'FAIL: ' + '; '.join(run.failures)}.**",
     ]

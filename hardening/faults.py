@@ -3,13 +3,14 @@
     python -m hardening.faults [--kills 5] [--threads 4] [--response-timeout S] [--report reports/faults.md]
 
 It starts its own TorchServe from config.properties (harness.server: free ports, a temporary copy
-of model_store/ with one worker per version, so each fault hits a version's only worker). While client threads (half REST, half gRPC) send predictions to the
-default version, it kills that version's worker with SIGKILL `--kills` times, each time measuring how
-long until a new worker answers and how many requests failed. Then it freezes the worker (SIGSTOP) and
-sends one request: TorchServe should give up on it after responseTimeout (30 s as archived, or
-`--response-timeout`) and start a new worker. Passing means: at most one failed request per client
-thread at each kill (those in flight), none once the new worker answers, service back within 10 s,
-and the frozen worker replaced. Exits with status 1 otherwise.
+of model_store/ with one worker per version, so each fault hits a version's only worker). While
+client threads (half REST, half gRPC) send predictions to the default version, it kills that
+version's worker with SIGKILL `--kills` times, each time measuring how long until a new worker
+answers and how many requests failed. Then it freezes the worker (SIGSTOP) and sends one request:
+TorchServe should give up on it after responseTimeout (30 s as archived, or `--response-timeout`)
+and start a new worker. Passing means: at most one failed request per client thread at each kill
+(those in flight), none once the new worker answers, service back within 10 s, and the frozen
+worker replaced. Exits with status 1 otherwise.
 """
 
 import argparse

@@ -1,9 +1,11 @@
 """The handler a TorchServe user would write from TorchServe's image examples: Pillow and NumPy, no Kornia.
 
-A benchmark fixture, not product code: loadtests/bench.py archives it beside the same TorchScript
-model and index_to_name.json as the shipped archive, with batchSize 1. BaseHandler loads the model
-and the label mapping; torch keeps its default thread count unless the benchmark's model-config.yaml
-sets `handler.threads`, so the comparison can also be run with our thread setting.
+A benchmark fixture, not product code: loadtests/bench/serve.py archives it beside the same TorchScript
+model and index_to_name.json as the shipped archive, with batchSize 1. Its input size, normalisation
+and top-k are model.config's (the installed project), so both handlers answer the same question.
+BaseHandler loads the model and the label mapping; torch keeps its default thread count unless the
+benchmark's model-config.yaml sets `handler.threads`, so the comparison can also be run with our
+thread setting.
 """
 
 import io
@@ -13,10 +15,11 @@ import torch
 from PIL import Image
 from ts.torch_handler.base_handler import BaseHandler
 
-SIZE = 160  # the network's input, as in model/config.py
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-TOP_K = 5
+from model.config import DEFAULT_TOP_K, PREPROCESS
+
+SIZE = PREPROCESS.image_size
+MEAN = np.array(PREPROCESS.mean, dtype=np.float32)
+STD = np.array(PREPROCESS.std, dtype=np.float32)
 
 
 class BaselineHandler(BaseHandler):
@@ -38,7 +41,7 @@ class BaselineHandler(BaseHandler):
     def postprocess(self, data):
         answers = []
         for row in torch.softmax(data, dim=1):
-            values, indices = row.topk(TOP_K)
+            values, indices = row.topk(DEFAULT_TOP_K)
             pairs = zip(values.tolist(), indices.tolist(), strict=True)
             top = [{"label": self.mapping[str(i)], "probability": round(p, 6)} for p, i in pairs]
             answers.append({"label": top[0]["label"], "probability": top[0]["probability"], "top_k": top})

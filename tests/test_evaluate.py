@@ -1,5 +1,6 @@
 """The evaluation command on the committed samples, and served vs in-process evaluation agreeing."""
 
+import json
 import subprocess
 import sys
 
@@ -35,14 +36,18 @@ def test_loop_counts_add_up(sample_sets):
     assert len(results["samples/roboflow"].per_class) == 26  # letters only: no del, nothing, space
 
 
-def test_command_writes_one_row_per_set_and_a_figure_each(tmp_path):
+def test_command_writes_every_set_and_variant_and_a_figure_each(tmp_path, sample_sets):
     report = tmp_path / "evaluation.md"
     data = [arg for root in SAMPLE_SETS for arg in ("--data", str(root))]
     subprocess.run([sys.executable, "-m", "training.evaluate", *data, "--variants", "int8", "fp32", "eager",
                     "--export-dir", str(EXPORTED), "--report", str(report)], check=True, cwd=REPO, timeout=300)
-    rows = [line for line in report.read_text().splitlines() if line.startswith("| samples/")]
-    assert [row.split(" | ")[0] for row in rows] == ["| samples/asl2text", "| samples/roboflow"]
-    assert all(len(row.split(" | ")) == 6 for row in rows)  # set, images, 3 variants, int8 - fp32
+    summary = json.loads(report.with_suffix(".json").read_text())  # what the archives pack for `describe`
+    assert list(summary) == ["int8", "fp32", "eager"]
+    for sets in summary.values():
+        assert {name: result["images"] for name, result in sets.items()} == {
+            name: len(samples) for name, samples in sample_sets.items()}
+        assert all(0 <= result["accuracy"] <= 1 for result in sets.values())
+    assert report.read_text().startswith("#")
     assert sorted(p.name for p in (tmp_path / "figures" / "evaluation").iterdir()) == [
         "samples_asl2text.png", "samples_roboflow.png"]
 

@@ -14,8 +14,9 @@ import zipfile
 import pytest
 import yaml
 
-from client.launcher import LocalTorchServe
-from loadtests.archives import CONFIG, MANIFEST, derive_archive, model_config
+from harness.archives import CONFIG, MANIFEST, derive, model_config, shipped_archive
+from harness.server import private_torchserve
+from loadtests.profile_stages import BASELINE, OURS
 from tests.conftest import REPO, sample_images
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -44,12 +45,10 @@ def table_rows(markdown: str) -> list[list[str]]:
 
 
 @pytest.fixture(scope="module")
-def load_test_server(model_store, tmp_path_factory):
+def load_test_server(model_store):
     """A private TorchServe for the load test alone, so no other test's changes can fail its requests."""
-    server = LocalTorchServe(tmp_path_factory.mktemp("loadtest"), model_store)
-    server.start()
-    yield server
-    server.stop()
+    with private_torchserve(model_store) as torchserve:
+        yield torchserve
 
 
 def test_smoke_load_test_over_rest_and_grpc_has_no_failures(load_test_server, tmp_path):
@@ -68,12 +67,12 @@ def test_smoke_load_test_over_rest_and_grpc_has_no_failures(load_test_server, tm
 
 
 def test_a_derived_archive_changes_only_its_version_and_serving_settings(model_store, tmp_path):
-    shipped = model_store / "asl-int8.mar"
-    derived = derive_archive(shipped, tmp_path / "derived.mar", "bench-1", {"batchSize": 4, "minWorkers": 2,
-                                                                            "handler": {"threads": None}})
+    shipped = model_store / shipped_archive("int8").name
+    source = derive(shipped, tmp_path / "source.mar", handler={"default_top_k": 3})  # one more handler key to keep
+    derived = derive(source, tmp_path / "derived.mar", "bench-1", batchSize=4, minWorkers=2, handler={"threads": None})
     config = model_config(derived)
     assert config["batchSize"] == 4 and config["minWorkers"] == 2
-    assert "threads" not in config["handler"] and config["handler"]["default_top_k"] == 5
+    assert "threads" not in config["handler"] and config["handler"]["default_top_k"] == 3
     with zipfile.ZipFile(shipped) as original, zipfile.ZipFile(derived) as copy:
         assert original.namelist() == copy.namelist()
         assert json.loads(copy.read(MANIFEST))["model"]["modelVersion"] == "bench-1"
@@ -82,23 +81,25 @@ def test_a_derived_archive_changes_only_its_version_and_serving_settings(model_s
         assert yaml.safe_load(copy.read(CONFIG)) == config
 
 
-def test_quick_bench_measures_every_kind_of_configuration(tmp_path):
+def test_quick_bench_measures_every_kind_of_configuration_and_the_limits(tmp_path):
     result = run_module("loadtests.bench", "--quick", "--out", str(tmp_path), timeout=540)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    report = (tmp_path / "benchmarks.md").read_text()
+    assert (tmp_path / "benchmarks.md").read_text().startswith("# Benchmarks")
     assert (tmp_path / "figures" / "throughput_latency.png").read_bytes().startswith(PNG_MAGIC)
-    for section in ("## Targets (issue 5)", "## In-process limit", "## TorchServe: our handler", "## REST vs gRPC"):
-        assert section in report
-    assert "**Commit**" in report and "**Machine**" in report
-    rows = table_rows(report)
-    limits = [row for row in rows if row[0] == "int8" and len(row) == 4]
-    assert {row[2] for row in limits} == {"1", "8"} and all(float(row[3]) > 0 for row in limits)
-    served = [row for row in rows if row[0].startswith(("ours", "baseline")) and len(row) == 9]
-    assert {row[0].split()[0] for row in served} == {"ours", "baseline"}
-    assert {row[1] for row in served} == {"REST", "gRPC"}
-    for label, transport, _, per_second, *_, failures, right in served:
-        assert float(per_second) > 0 and failures == "0", (label, transport)
-        assert int(right.rstrip("%")) >= 90, (label, right)  # the baseline answers as right as ours
+    measured = json.loads((tmp_path / "benchmarks.json").read_text())
+    limits = measured["limits"]
+    assert {(x["processes"], x["batch"]) for x in limits} == {(1, 1), (1, 8), (os.cpu_count(), 1), (os.cpu_count(), 8)}
+    assert all(x["images_per_s"] > 0 and x["ms_per_image"] > 0 for x in limits)
+    served = measured["measurements"]
+    assert {m["served"]["handler"] for m in served} == {"ours", "baseline"}
+    assert {m["transport"] for m in served} == {"REST", "gRPC"}
+    assert {m["clients"] for m in served} == {1, 2}  # the shipped configuration from one and two Locust processes
+    assert len({m["served"]["allocator"] for m in served}) == 2
+    for m in served:
+        label = (m["served"]["label"], m["transport"], m["clients"])
+        assert m["requests"] > 0 and m["failures"] == 0, label
+        assert m["accuracy"] >= 0.9, label  # the baseline answers as right as ours
+        assert m["cpu_percent"]["client"] > 0 and m["cpu_percent"]["frontend"] > 0, label
 
 
 def test_stage_profile_times_every_stage_of_both_handlers(tmp_path):
@@ -111,7 +112,6 @@ def test_stage_profile_times_every_stage_of_both_handlers(tmp_path):
                         "--report", str(report), "--trace-dir", str(tmp_path / "traces"))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     times = {row[0]: row[1] for row in table_rows(report.read_text())}
-    for stage in ("decode", "resize", "normalise", "forward", "postprocess",
-                  "decode + resize + normalise (Pillow, NumPy)"):
+    for stage in (*OURS, *BASELINE):  # the stages Classifier.classify marks, and the baseline's
         assert float(times[stage]) > 0, stage
     assert json.loads((tmp_path / "traces" / "ours-int8-batch2.json").read_text())["traceEvents"]
