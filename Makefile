@@ -8,13 +8,13 @@ SHARED := ../shared/data/asl
 DATA ?= $(wildcard $(SHARED)/*/train)
 EXPORT_DIR := build/export
 WEIGHTS := model/weights/asl_lite0.pt
-EXPORTS := $(EXPORT_DIR)/asl_fp32.pt $(EXPORT_DIR)/asl_int8.pt
-MARS := model_store/asl-fp32.mar model_store/asl-int8.mar
-CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yaml
+EXPORTS := $(EXPORT_DIR)/asl_fp32.pt $(EXPORT_DIR)/asl_int8.pt $(EXPORT_DIR)/asl_fp32.onnx $(EXPORT_DIR)/asl_int8.onnx
+MARS := model_store/asl-fp32.mar model_store/asl-int8.mar model_store/asl-onnx-int8.mar
+CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yaml harness/archives.py
 
 .DEFAULT_GOAL := help
 .PHONY: help install java-check train export figures evaluate compare archive serve demo stop protos rollout-demo kserve-bundle \
-        soak bad-inputs faults loadtest bench profile test lint clean
+        soak bad-inputs faults loadtest bench profile image base-image compose-up compose-down test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,24 +39,24 @@ train: $(STAMP) ## train on DATA="dir1 dir2" (default: every shared train/ split
 $(EXPORTS) &: $(WEIGHTS) $(STAMP)
 	$(PY) -m training.export $(addprefix --data ,$(DATA)) --out-dir $(EXPORT_DIR)
 
-export: $(EXPORTS) ## TorchScript fp32 + int8 (refuses int8 below 99% agreement with fp32)
+export: $(EXPORTS) ## TorchScript and ONNX, fp32 and int8 (refuses an int8 below 99% agreement with its fp32)
 
 figures: $(STAMP) ## reports/figures/augmentations.png from real images
 	$(PY) -m training.figures $(addprefix --data ,$(DATA))
 
 URL ?=
 VERSION ?=
-evaluate: $(EXPORTS) ## accuracy per set and class, eager/fp32/int8: reports/evaluation.md (URL=, VERSION=, DATA=: see README)
+evaluate: $(EXPORTS) ## accuracy per set and class, every variant: reports/evaluation.md (URL=, VERSION=, DATA=: README)
 	$(PY) -m training.evaluate $(if $(URL),--url $(URL) $(addprefix --version ,$(VERSION)) --report reports/evaluation-served.md) \
 	  $(if $(filter command line,$(origin DATA)),$(addprefix --data ,$(DATA)) --report reports/evaluation-data.md)
 
-compare: $(EXPORTS) ## reports/model_comparison.md: eager vs fp32 vs int8, file size and latency
+compare: $(EXPORTS) ## reports/model_comparison.md: every variant's file size and forward latency
 	$(PY) -m training.compare $(addprefix --data ,$(DATA)) --export-dir $(EXPORT_DIR)
 
 $(MARS) &: $(EXPORTS) $(CORE) $(wildcard reports/evaluation.json reports/training_metrics.json)
-	$(PY) -m handler.archive --export-dir $(EXPORT_DIR) --model-store model_store
+	$(PY) -m harness.archives --export-dir $(EXPORT_DIR) --model-store model_store
 
-archive: $(MARS) ## model_store/asl-fp32.mar and asl-int8.mar (torch-model-archiver)
+archive: $(MARS) ## model_store/asl-{int8,fp32,onnx-int8}.mar (torch-model-archiver)
 
 serve: java-check $(MARS) ## start TorchServe in the background and wait until every version is READY
 	@$(VENV)/bin/torchserve --start --ts-config config.properties --model-store model_store --log-config log4j2.xml --ncs \
@@ -82,7 +82,7 @@ protos: $(STAMP) ## gRPC stubs in client/proto/ from the protos inside the insta
 	$(PY) -m client.protos
 
 rollout-demo: java-check $(MARS) ## roll a fresh version out and back under load: reports/rollout.md
-	$(PY) -m client.rollout
+	$(PY) -m loadtests.rollout
 
 kserve-bundle: $(MARS) ## build/kserve/: config/ + model-store/ laid out for KServe's TorchServe runtime
 	$(PY) deploy/kserve/bundle.py --model-store model_store --out build/kserve
@@ -107,6 +107,18 @@ bad-inputs: java-check $(MARS) ## the bad-input corpus against a private server:
 
 faults: java-check $(MARS) ## kill -9 and freeze workers under load, time the recovery: reports/faults.md
 	$(PY) -m hardening.faults
+
+base-image: ## Debian 12 + Python 3.11 base from apt's mirror, where no registry answers (root, debootstrap)
+	deploy/container/engine.sh base-image
+
+image: $(MARS) ## the runtime image asl-serve:0.1.0, docker or podman (BASE_IMAGE= PIP_CONF= CA_BUNDLE= WHEELS=)
+	deploy/container/engine.sh image
+
+compose-up: image ## TorchServe + demo with Compose on 127.0.0.1, healthy; keys in build/compose/key_file.json
+	deploy/container/engine.sh compose-up
+
+compose-down: ## stop and remove the Compose stack (its state volume stays)
+	deploy/container/engine.sh compose-down
 
 test: $(STAMP) $(MARS) protos ## run the test suite (real TorchServe on free ports; ../shared data where present)
 	$(PY) -m pytest -q

@@ -15,7 +15,6 @@ import dataclasses
 import json
 import logging
 import os
-import warnings
 from pathlib import Path
 
 import torch
@@ -27,6 +26,7 @@ from model.config import DEFAULT_TOP_K, PREPROCESS
 from model.decode import CorruptImage, EmptyImage, ImageError, ImageTooLarge, NotAnImage
 from model.explain import explain
 from model.pipeline import BatchResult, Classifier
+from model.runtime import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -98,19 +98,6 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def silence_int8_deprecation() -> None:
-    """Spend c10's warn-once "quantized tensor creation is deprecated" under a Python filter.
-
-    Loading the int8 TorchScript creates quantized tensors, and c10 then prints that notice straight
-    to stderr, past Python's warning filters. The notice concerns the eager quantization API the export
-    used; the loaded model keeps working. Raised once from Python, it goes through `warnings` (where
-    it is ignored) and c10 does not print it again in this worker.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor.*deprecated")
-        torch.quantize_per_tensor(torch.zeros(1), 1.0, 0, torch.quint8)
-
-
 def over_grpc(context, idx: int) -> bool:
     """True for a gRPC request: TorchServe hands REST requests their HTTP headers (Host at least) as
     strings, gRPC ones only the per-input content types (dicts)."""
@@ -118,7 +105,7 @@ def over_grpc(context, idx: int) -> bool:
 
 
 class ASLHandler:
-    """Loads the TorchScript model of this .mar and answers batches of requests."""
+    """Loads the model of this .mar (TorchScript or ONNX, `model.runtime`) and answers batches of requests."""
 
     def __init__(self):
         self.classifier: Classifier | None = None
@@ -130,14 +117,15 @@ class ASLHandler:
         settings = (context.model_yaml_config or {}).get("handler", {})
         threads = int(settings.get("threads", 1))
         torch.set_num_threads(threads)  # workers x threads <= cores: no OpenMP oversubscription
-        os.environ["OMP_NUM_THREADS"] = str(threads)
+        # kornia-rs (decode, resize) runs on its own Rayon pool, one thread per core unless told, made at first use
+        for variable in ("OMP_NUM_THREADS", "RAYON_NUM_THREADS"):
+            os.environ[variable] = str(threads)
         self.default_top_k = int(settings.get("default_top_k", DEFAULT_TOP_K))
         model_dir = Path(context.system_properties["model_dir"])
         self.version = context.manifest["model"]["modelVersion"]
         self.metadata = self.describe(model_dir, context.manifest["model"]["modelName"])
-        silence_int8_deprecation()
-        model = torch.jit.load(str(model_dir / context.manifest["model"]["serializedFile"]), map_location="cpu")
-        self.classifier = Classifier(torch.jit.freeze(model.eval()), PREPROCESS)
+        model = load_model(model_dir / context.manifest["model"]["serializedFile"], threads)
+        self.classifier = Classifier(model, PREPROCESS)
         logger.info("loaded %s with %d thread(s)", context.manifest["model"]["serializedFile"], threads)
 
     def describe(self, model_dir: Path, model_name: str) -> dict:
@@ -153,9 +141,9 @@ class ASLHandler:
             "input": {
                 **dataclasses.asdict(PREPROCESS),  # image_size (square side), mean, std, max_pixels
                 "channels": "RGB",
-                "preprocessing": "decode (kornia-rs for JPEG/PNG, Pillow otherwise; EXIF orientation applied), "
-                "antialiased bilinear resize of the whole frame to image_size (Kornia), scale to [0, 1], "
-                "normalise with mean and std",
+                "preprocessing": "decode (kornia-rs for JPEG/PNG, Pillow otherwise; EXIF orientation applied; "
+                "large JPEGs at a reduced DCT scale), antialiased resize of the whole frame to image_size "
+                "(kornia-rs, on uint8), scale to [0, 1], normalise with mean and std (Kornia)",
             },
             "evaluation": (
                 {"file": EVALUATION, "sets": evaluation[variant]}

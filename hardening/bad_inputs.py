@@ -2,9 +2,9 @@
 
     python -m hardening.bad_inputs [--warm-up 2] [--rounds 3] [--report reports/bad_inputs.md]
 
-It starts its own TorchServe from config.properties (harness.server: free ports, a
-temporary copy of model_store/) and sends real photos, then the whole corpus `--warm-up` times, then
-`--rounds` more times. Passing means: every case answered as documented in every round, the same
+It starts its own TorchServe from config.properties (harness.server: free ports, a temporary copy
+of model_store/, one worker per version) and sends real photos, then the whole corpus `--warm-up`
+times, then `--rounds` more times. Passing means: every case answered as documented in every round, the same
 worker PIDs throughout (no worker restarted), resident memory of the frontend and of every worker grown
 by less than 10% over the rounds after the warm-up, and a good photo still classified right. Exits with
 status 1 otherwise.
@@ -25,7 +25,7 @@ from client.rest import RestClient
 from client.settings import Server
 from hardening.corpus import Answer, cases, send, table
 from hardening.images import sample_images
-from hardening.processes import PRETOUCHED_HEAP, growth, resident_mb, worker_pids
+from hardening.processes import ONE_WORKER, PRETOUCHED_HEAP, growth, resident_mb, worker_pids
 from harness.server import private_torchserve
 from training.config import REPO
 
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the corpus measured")
     parser.add_argument("--report", type=Path, default=REPO / "reports" / "bad_inputs.md")
     args = parser.parse_args(argv)
-    with private_torchserve(args.model_store, properties=PRETOUCHED_HEAP) as torchserve:
+    with private_torchserve(args.model_store, settings=ONE_WORKER, properties=PRETOUCHED_HEAP) as torchserve:
         run = run_corpus(torchserve.server, args.warm_up, args.rounds)
     text = report(run)
     args.report.parent.mkdir(parents=True, exist_ok=True)

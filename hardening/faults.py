@@ -27,7 +27,7 @@ import requests
 
 from client.rest import RestClient
 from client.settings import ClientError, Server
-from hardening.processes import worker_pids
+from hardening.processes import ONE_WORKER, worker_pids
 from harness.poll import poll
 from harness.server import private_torchserve
 from harness.traffic import SAMPLE_PHOTOS, Traffic
@@ -35,8 +35,6 @@ from model.config import MODEL_NAME
 from training.config import REPO
 
 RECOVERY_LIMIT_S = 10  # the script's pass mark; the tests check losses, not time
-# One worker per version, so a killed or frozen worker is the version's only one and its recovery shows.
-ONE_WORKER = {"minWorkers": 1, "maxWorkers": 1}
 REPLACEMENT_TIMEOUT_S = 60
 
 

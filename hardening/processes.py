@@ -11,6 +11,9 @@ MB = 1024 * 1024
 # to expand past that or native memory grows. With Java's defaults it creeps by tens of MB a minute for a
 # long while, as G1 resizes a small heap and first touches pages, which says nothing about leaks.
 PRETOUCHED_HEAP = {"vmargs": "-Xms384m -XX:+AlwaysPreTouch"}
+# Archive settings for one worker per version: every request of a version reaches the same process, so a
+# fault hits its only worker, and memory is compared on a worker that saw the whole warm-up.
+ONE_WORKER = {"minWorkers": 1, "maxWorkers": 1}
 
 
 def worker_pids(rest: RestClient) -> dict[str, list[int]]:

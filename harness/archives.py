@@ -12,7 +12,6 @@ that needs other settings serves a derived copy (`derive`).
 """
 
 import argparse
-import io
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,18 +27,21 @@ import torch
 import yaml
 
 from handler.asl_handler import EVALUATION, METADATA
+from model import runtime
 from model.classes import CLASS_NAMES
 from model.config import MODEL_NAME
-from training.config import REPO
+from training.config import EXPORT_FILES, REPO
 
 HANDLER = REPO / "handler" / "asl_handler.py"
 HANDLER_CONFIG = REPO / "handler" / "model-config.yaml"
 CORE_DIR = REPO / "model"
 CORE_MODULES = (
     "__init__.py", "config.py", "classes.py", "decode.py", "preprocess.py", "postprocess.py", "pipeline.py",
-    "explain.py",
+    "explain.py", "runtime.py",
 )
-VARIANTS = {"fp32": ("asl_fp32.pt", "1.0-fp32"), "int8": ("asl_int8.pt", "1.0-int8")}
+# The variants that are served, each as a version of `asl`: variant -> (exported file, version)
+VARIANTS = {variant: (EXPORT_FILES[variant], version)
+            for variant, version in {"fp32": "1.0-fp32", "int8": "1.0-int8", "onnx-int8": "1.0-onnx"}.items()}
 MODEL_STORE = REPO / "model_store"
 EVALUATION_REPORT = REPO / "reports" / EVALUATION  # variant -> set -> {"images", "accuracy"} (training.evaluate)
 TRAINING_METRICS = REPO / "reports" / "training_metrics.json"  # validation accuracy per source (training.train)
@@ -143,10 +146,13 @@ def labels(mar: Path) -> dict[str, str]:
     return json.loads(read_member(mar, LABELS))
 
 
-def load_model(mar: Path) -> torch.jit.ScriptModule:
-    """The archive's TorchScript model, frozen for inference exactly as the handler loads it."""
-    model = torch.jit.load(io.BytesIO(read_member(mar, manifest(mar)["model"]["serializedFile"])), map_location="cpu")
-    return torch.jit.freeze(model.eval())
+def load_model(mar: Path, threads: int = 1) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The archive's model, loaded as the handler loads it (`model.runtime.load_model`)."""
+    serialized = manifest(mar)["model"]["serializedFile"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / serialized
+        path.write_bytes(read_member(mar, serialized))
+        return runtime.load_model(path, threads)
 
 
 def derive(source: Path, target: Path, version: str | None = None, **settings) -> Path:

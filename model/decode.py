@@ -18,6 +18,9 @@ from model.config import PREPROCESS
 EXIF_ORIENTATION = 0x0112
 JPEG_END = b"\xff\xd9"
 SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+# JPEGs twice this size or more are decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling), each side kept
+# >= this: `resize_image` would halve them down that far anyway, and the full decode costs several times more.
+DCT_MIN_SIDE = 2 * PREPROCESS.image_size
 
 # We enforce our own pixel limit from the header; Pillow's own check stays as a backstop.
 Image.MAX_IMAGE_PIXELS = PREPROCESS.max_pixels
@@ -44,7 +47,10 @@ class ImageTooLarge(ImageError):
 
 
 def decode_image(data: bytes, max_pixels: int = PREPROCESS.max_pixels) -> torch.Tensor:
-    """Decode encoded image bytes to an RGB uint8 tensor of shape (3, H, W), EXIF orientation applied."""
+    """Decode encoded image bytes to an RGB uint8 tensor of shape (3, H, W), EXIF orientation applied.
+
+    The tensor is a view of HxWx3 memory, the layout `resize_image` reads; large JPEGs come out DCT-scaled.
+    """
     if not data:
         raise EmptyImage("the request carried no image bytes")
     image = _open_header(data)
@@ -57,7 +63,7 @@ def decode_image(data: bytes, max_pixels: int = PREPROCESS.max_pixels) -> torch.
         raise
     except Exception as error:  # decoders raise many types on damaged data
         raise CorruptImage(f"could not decode the {image.format} image: {error}") from error
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
 
 
 def _open_header(data: bytes) -> Image.Image:
@@ -77,7 +83,9 @@ def _open_header(data: bytes) -> Image.Image:
 def _decode_pixels(data: bytes, image: Image.Image) -> np.ndarray:
     """HxWx3 uint8 pixels, by the fast kornia-rs path where the image allows it."""
     upright = image.getexif().get(EXIF_ORIENTATION, 1) == 1
-    if image.format == "JPEG" and image.mode == "RGB" and upright:
+    if image.format == "JPEG" and min(image.size) >= 2 * DCT_MIN_SIDE:
+        image.draft("RGB", (DCT_MIN_SIDE, DCT_MIN_SIDE))  # then decoded by Pillow below
+    elif image.format == "JPEG" and image.mode == "RGB" and upright:
         if not data.rstrip(b"\0").endswith(JPEG_END):
             raise CorruptImage("the JPEG data is truncated")
         return kornia_rs.io.decode_image_jpeg(data)

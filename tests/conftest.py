@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import torch
 from prometheus_client.parser import text_string_to_metric_families
 
 from client.rest import RestClient
@@ -13,9 +14,11 @@ from client.settings import Server
 from hardening.images import sample_images  # noqa: F401  (re-exported for the tests)
 from harness.archives import MODEL_STORE, VARIANTS, shipped_archive
 from harness.server import private_torchserve
-from training.config import REPO, SAMPLES, SHARED_DATA  # noqa: F401  (re-exported for the tests)
+from model.runtime import load_model
+from training.config import EXPORT_FILES, REPO, SAMPLES, SHARED_DATA
 
 SHARED = SHARED_DATA
+EXPORTED = REPO / "build" / "export"
 ARCHIVES = tuple(shipped_archive(variant).name for variant in sorted(VARIANTS))
 VERSIONS = tuple(VARIANTS[variant][1] for variant in sorted(VARIANTS))
 
@@ -26,6 +29,14 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs the shared data set at {path} (present in CI, absent on this machine)")
     return path
+
+
+def exported(variant: str):
+    """An exported variant (`make export`; `make test` does it), loaded as the handler loads it."""
+    path = EXPORTED / EXPORT_FILES[variant]
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make export` (make test does it for you)")
+    return load_model(path, torch.get_num_threads())  # TorchScript's threads are the process's: leave them
 
 
 @pytest.fixture(scope="session")

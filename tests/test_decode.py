@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from hardening.images import decompression_bomb, encode, photo, rotated_jpeg, sixteen_bit_png
-from model.decode import CorruptImage, EmptyImage, ImageTooLarge, NotAnImage, decode_image
+from model.decode import DCT_MIN_SIDE, CorruptImage, EmptyImage, ImageTooLarge, NotAnImage, decode_image
+from model.preprocess import resize_image
 from tests.conftest import sample_images
 
 PATH = sample_images()[0][0]
@@ -78,3 +79,15 @@ def test_errors_are_typed_by_what_went_wrong():
 def test_pixel_limit_is_checked_before_decoding():
     with pytest.raises(ImageTooLarge, match="224x224"):
         decode_image(PATH.read_bytes(), max_pixels=224 * 224 - 1)
+
+
+def test_large_jpegs_decode_at_a_reduced_scale_that_barely_changes_the_input():
+    large = photo(PATH).resize((1600, 1200), Image.Resampling.BICUBIC)
+    data = encode(large, "JPEG", quality=90)
+    scaled = decode_image(data)
+    assert tuple(scaled.shape) == (3, 600, 800)  # libjpeg's 1/2 scale: 1/4 would go below DCT_MIN_SIDE
+    assert min(scaled.shape[1:]) >= DCT_MIN_SIDE
+    full = torch.from_numpy(np.array(Image.open(io.BytesIO(data)).convert("RGB"))).permute(2, 0, 1)
+    assert mean_abs_diff(resize_image(scaled), resize_image(full)) < 1.0  # grey levels of the network's input
+    with pytest.raises(CorruptImage):
+        decode_image(data[: len(data) // 2])

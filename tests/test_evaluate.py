@@ -7,23 +7,15 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import REPO
+from harness.archives import VARIANTS
+from tests.conftest import EXPORTED, REPO, exported
 from training.config import SAMPLE_SETS
 from training.evaluate import evaluate, in_process, named_sets, served
-
-EXPORTED = REPO / "build" / "export"
 
 
 @pytest.fixture(scope="module")
 def sample_sets():
     return named_sets(list(SAMPLE_SETS))
-
-
-def exported(variant: str):
-    path = EXPORTED / f"asl_{variant}.pt"
-    if not path.exists():
-        pytest.fail(f"{path} is missing: run `make export` (make test does it for you)")
-    return torch.jit.load(str(path))
 
 
 def test_loop_counts_add_up(sample_sets):
@@ -52,8 +44,8 @@ def test_command_writes_every_set_and_variant_and_a_figure_each(tmp_path, sample
         "samples_asl2text.png", "samples_roboflow.png"]
 
 
-@pytest.mark.parametrize(("version", "variant"), [("1.0-int8", "int8"), ("1.0-fp32", "fp32")])
-def test_served_and_in_process_evaluation_agree(torchserve, sample_sets, version, variant):
+@pytest.mark.parametrize(("variant", "version"), [(variant, version) for variant, (_, version) in VARIANTS.items()])
+def test_served_and_in_process_evaluation_agree(torchserve, sample_sets, variant, version):
     """Same file, same preprocessing, same answers; int8 kernels may round one borderline image
     differently in the server's smaller batches, so one image in all may differ, no more."""
     server = torchserve.server

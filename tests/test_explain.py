@@ -3,7 +3,6 @@
 import base64
 import io
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,9 +13,8 @@ from model.config import PREPROCESS
 from model.decode import CorruptImage, EmptyImage
 from model.explain import OCCLUSION, OcclusionConfig, cell_scores, explain, heatmap_png
 from model.pipeline import Classifier
+from tests.conftest import REPO, SAMPLES, exported
 
-REPO = Path(__file__).resolve().parent.parent
-EXPORTS = REPO / "build" / "export"
 HANDS = REPO / "samples" / "roboflow"
 HAND_BOXES = json.loads((HANDS / "hand_boxes.json").read_text())["boxes"]
 TOP_CELLS = 3
@@ -34,17 +32,10 @@ def inside(point: tuple[float, float], box: list[float]) -> bool:
     return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
 
 
-@pytest.fixture(scope="module", params=["fp32", "int8"])
+@pytest.fixture(scope="module", params=["fp32", "int8", "onnx-int8"])
 def classifier(request) -> Classifier:
-    """The exported TorchScript model (`make export`); without exports, fp32 falls back to the eager network."""
-    path = EXPORTS / f"asl_{request.param}.pt"
-    if path.exists():
-        return Classifier(torch.jit.load(str(path), map_location="cpu").eval())
-    if request.param == "int8":
-        pytest.skip(f"needs {path} (make export)")
-    from training.export import load_trained
-
-    return Classifier(load_trained(REPO / "model" / "weights" / "asl_lite0.pt"))
+    """An exported model (`make export`), as the handler serves it."""
+    return Classifier(exported(request.param))
 
 
 def test_cell_scores_average_the_placements_covering_each_cell():
@@ -70,7 +61,7 @@ def test_heatmap_is_transparent_where_occlusion_did_not_hurt():
 
 
 def test_explanation_agrees_with_classify_and_costs_the_documented_passes(classifier):
-    data = (REPO / "samples" / "asl2text" / "B" / "B0.jpg").read_bytes()
+    data = (SAMPLES / "B" / "B0.jpg").read_bytes()
     counting = CountingModel(classifier.model)
     answer = explain(Classifier(counting), [data]).outputs[0]
     assert counting.images == OCCLUSION.forward_passes() == 82
@@ -96,7 +87,7 @@ def test_hottest_cells_lie_on_the_hand(classifier):
 
 
 def test_bad_images_keep_their_slots(classifier):
-    good = (REPO / "samples" / "asl2text" / "L" / "L105.jpg").read_bytes()
+    good = (SAMPLES / "L" / "L105.jpg").read_bytes()
     outputs = explain(classifier, [good[:2000], good, b""]).outputs
     assert isinstance(outputs[0], CorruptImage)
     assert outputs[1]["label"] == "L"

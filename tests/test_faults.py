@@ -8,8 +8,8 @@ import psutil
 import pytest
 
 from client.rest import RestClient
-from hardening.faults import ONE_WORKER, freeze_worker, kill_under_load
-from hardening.processes import worker_pids
+from hardening.faults import freeze_worker, kill_under_load
+from hardening.processes import ONE_WORKER, worker_pids
 from harness.poll import poll
 from harness.server import private_torchserve
 from tests.conftest import VERSIONS, sample_images

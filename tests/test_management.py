@@ -21,14 +21,14 @@ from client.proto import management_pb2, management_pb2_grpc
 from client.rest import RestClient
 from client.settings import ClientError, Server
 from handler.asl_handler import EVALUATION
-from harness.archives import VARIANTS, build
+from harness.archives import VARIANTS, build, shipped_archive
 from harness.poll import poll
 from harness.server import free_ports, private_torchserve
 from harness.traffic import Traffic, wait_drained
 from loadtests.rollout import roll_out
 from model.classes import CLASS_NAMES
 from model.config import PREPROCESS
-from tests.conftest import REPO, sample_images
+from tests.conftest import REPO, VERSIONS, sample_images
 
 EXPORTED_INT8 = REPO / "build" / "export" / VARIANTS["int8"][0]
 NEW_VERSION = "1.1-int8"
@@ -86,22 +86,21 @@ def eventually(check, timeout_s: float = 60) -> None:
 def test_list_and_describe(client):
     assert [model["modelName"] for model in client.list_models()] == ["asl"]
     versions = {v["modelVersion"]: v for v in client.describe()}
-    assert set(versions) == {"1.0-fp32", "1.0-int8"}
+    assert set(versions) == set(VERSIONS)
     assert all(set(statuses(client, version)) == {"READY"} for version in versions)
     assert client.default_version() == "1.0-int8"
     assert versions["1.0-int8"]["modelUrl"] == "asl-int8.mar"
 
 
-@pytest.mark.parametrize("version", ["1.0-int8", "1.0-fp32"])
-def test_customized_describe_gives_the_handler_metadata(client, model_store, version):
-    variant = version.removeprefix("1.0-")
+@pytest.mark.parametrize(("variant", "version"), [(variant, version) for variant, (_, version) in VARIANTS.items()])
+def test_customized_describe_gives_the_handler_metadata(client, model_store, variant, version):
     metadata = client.metadata(version)
     assert (metadata["model_version"], metadata["variant"]) == (version, variant)
     assert metadata["classes"] == list(CLASS_NAMES)
     assert metadata["input"]["image_size"] == PREPROCESS.image_size and metadata["input"]["preprocessing"]
     assert metadata["archive"]["built_at"] and "git_commit" in metadata["archive"]
     assert metadata["training_sources"]
-    with zipfile.ZipFile(model_store / f"asl-{variant}.mar") as archive:
+    with zipfile.ZipFile(shipped_archive(variant)) as archive:
         packed = json.loads(archive.read(EVALUATION)) if EVALUATION in archive.namelist() else {}
     if variant in packed:  # the lead's reports/evaluation.json, as packed when the archive was built
         assert metadata["evaluation"] == {"file": EVALUATION, "sets": packed[variant]}
@@ -164,7 +163,7 @@ def test_register_and_unregister_an_archive_from_the_store(client):
     assert new == old  # same export, new version
     assert client.default_version() == "1.0-int8"
     assert "unregistered" in client.unregister(NEW_VERSION)
-    eventually(lambda: {v["modelVersion"] for v in client.describe()} == {"1.0-fp32", "1.0-int8"})
+    eventually(lambda: {v["modelVersion"] for v in client.describe()} == set(VERSIONS))
     with pytest.raises(ClientError, match="does not exist"):
         client.predict(IMAGE, NEW_VERSION)
 
@@ -173,7 +172,7 @@ def test_register_and_unregister_an_archive_from_the_store(client):
 def test_registering_from_a_url_is_refused(client, url):
     with pytest.raises(ClientError, match="does not match any allowed URL"):
         client.register(url)
-    assert {v["modelVersion"] for v in client.describe()} == {"1.0-fp32", "1.0-int8"}
+    assert {v["modelVersion"] for v in client.describe()} == set(VERSIONS)
 
 
 def test_unknown_versions_and_removing_the_default_are_refused(client):
@@ -222,7 +221,7 @@ def test_roll_out_and_back_under_load_loses_no_request(server):
     assert traffic.failed == 0, traffic.errors[:3]
     assert traffic.sent >= 50 and all(step.sent > 0 for step in traffic.steps if step.seconds > 0.5)
     rest = RestClient(server)
-    eventually(lambda: {v["modelVersion"] for v in rest.describe()} == {"1.0-fp32", "1.0-int8"})
+    eventually(lambda: {v["modelVersion"] for v in rest.describe()} == set(VERSIONS))
     assert rest.default_version() == "1.0-int8"
 
 

@@ -110,10 +110,11 @@ def test_every_answer_names_its_version(torchserve, version):
         assert "ts_stream_next" not in response.headers  # gRPC streams only
 
 
-def test_shipped_workers_are_one_int8_per_core_and_one_fp32(rest):
-    """config.properties: int8 (the default) takes every core, fp32 one worker, each with one PyTorch thread."""
+def test_shipped_workers_are_one_int8_per_core_and_one_of_each_other_version(rest):
+    """config.properties: int8 (the default) takes every core, the others one worker, each one PyTorch thread."""
     workers = {v["modelVersion"]: [w["status"] for w in v["workers"]] for v in rest.describe()}
-    assert workers == {"1.0-int8": ["READY"] * len(os.sched_getaffinity(0)), "1.0-fp32": ["READY"]}
+    assert workers == {"1.0-int8": ["READY"] * len(os.sched_getaffinity(0)), "1.0-fp32": ["READY"],
+                       "1.0-onnx": ["READY"]}
     assert all(model_config(MODEL_STORE / name)["handler"]["threads"] == 1 for name in ARCHIVES)
 
 

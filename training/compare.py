@@ -1,9 +1,10 @@
-"""Eager vs TorchScript fp32 vs int8 in one run: file size and latency side by side.
+"""Eager vs TorchScript vs ONNX Runtime, fp32 and int8, in one run: file size and latency side by side.
 
     python -m training.compare [--data DIR ...] [--export-dir build/export]
 
-Writes reports/model_comparison.md (accuracy is `training.evaluate`'s). Latency is the model's
-forward pass on preprocessed input, median of repeats, at batch 1 and 32, with 1 and 2 threads.
+Writes reports/model_comparison.md (accuracy is `training.evaluate`'s). Latency is the model's forward
+pass on preprocessed validation images, median of repeats, at batch 1 and 8, on one thread: a served
+worker's setting (`handler.threads: 1`).
 """
 
 import argparse
@@ -14,13 +15,18 @@ import subprocess
 import time
 from pathlib import Path
 
+import onnxruntime
 import torch
 
 from model.preprocess import normalize_batch
-from training.config import WEIGHTS, TrainConfig
+from model.runtime import load_model
+from training.config import EXPORT_FILES, WEIGHTS, TrainConfig
 from training.export import export_data, load_trained
 
 REPORT = Path("reports/model_comparison.md")
+THREADS = 1
+BATCHES = {1: 50, 8: 10}  # batch size -> timed repeats
+ROUNDS = 5  # every variant is timed once per round, so drift on a shared machine hits them alike
 
 
 def median_ms_per_image(model, batch: torch.Tensor, repeats: int) -> float:
@@ -35,21 +41,21 @@ def median_ms_per_image(model, batch: torch.Tensor, repeats: int) -> float:
 
 
 def compare(data: tuple[Path, ...], export_dir: Path) -> str:
-    variants = {
-        "eager fp32": (load_trained(WEIGHTS), WEIGHTS),
-        "TorchScript fp32": (torch.jit.load(str(export_dir / "asl_fp32.pt")), export_dir / "asl_fp32.pt"),
-        "TorchScript int8": (torch.jit.load(str(export_dir / "asl_int8.pt")), export_dir / "asl_int8.pt"),
-    }
+    torch.set_num_threads(THREADS)
+    variants = {"eager": (load_trained(WEIGHTS), WEIGHTS)}  # named as `training.evaluate` names them
+    for name, file in EXPORT_FILES.items():
+        variants[name] = (load_model(export_dir / file, THREADS), export_dir / file)
     _, validation = export_data(data, TrainConfig(), 0)
-    batch = normalize_batch(validation.images[:32])
-    header = ["variant", "size MB", "ms/img b1 1t", "ms/img b32 1t", "ms/img b1 2t", "ms/img b32 2t"]
-    rows = []
-    for name, (model, path) in variants.items():
-        latencies = []
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            latencies += [median_ms_per_image(model, batch[:1], 30), median_ms_per_image(model, batch, 5)]
-        rows.append([name, f"{path.stat().st_size / 1e6:.1f}", *[f"{ms:.2f}" for ms in latencies]])
+    batch = normalize_batch(validation.images[: max(BATCHES)])
+    times: dict[str, dict[int, list[float]]] = {name: {size: [] for size in BATCHES} for name in variants}
+    for _ in range(ROUNDS):
+        for name, (model, _) in variants.items():
+            for size, repeats in BATCHES.items():
+                times[name][size].append(median_ms_per_image(model, batch[:size], repeats))
+    header = ["variant", "file", "size MB", *[f"ms/img batch {size}" for size in BATCHES]]
+    rows = [[name, f"`{path.name}`", f"{path.stat().st_size / 1e6:.1f}",
+             *[f"{statistics.median(times[name][size]):.2f}" for size in BATCHES]]
+            for name, (_, path) in variants.items()]
     return render(header, rows)
 
 
@@ -59,11 +65,12 @@ def render(header: list[str], rows: list[list[str]]) -> str:
         "# Model comparison",
         "",
         "Made by `make compare` (`python -m training.compare`) in one run on one machine: "
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads available, "
-        f"torch {torch.__version__}, commit {commit or 'uncommitted'}, "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {THREADS} thread, "
+        f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, commit {commit or 'uncommitted'}, "
         f"load average {os.getloadavg()[0]:.1f} at the end (other work on the machine inflates latencies).",
         "Accuracy of each variant on every set: `make evaluate` (reports/evaluation.md).",
-        "Latency: forward pass on preprocessed input, median of repeats, per image.",
+        f"Latency: forward pass on preprocessed input, per image, median over {ROUNDS} interleaved rounds of "
+        "each round's median.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

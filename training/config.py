@@ -10,6 +10,9 @@ REPO = Path(__file__).resolve().parent.parent
 WEIGHTS = REPO / "model" / "weights" / "asl_lite0.pt"
 SAMPLES = REPO / "samples" / "asl2text"  # committed real photos (Apache-2.0), see samples/README.md
 SAMPLE_SETS = (SAMPLES, REPO / "samples" / "roboflow")  # what `make evaluate` reads on a clone without the data
+# Every exported variant's file in the export folder (training.export writes them all)
+EXPORT_FILES = {"fp32": "asl_fp32.pt", "int8": "asl_int8.pt", "onnx-fp32": "asl_fp32.onnx",
+                "onnx-int8": "asl_int8.onnx"}
 
 
 @dataclass(frozen=True)

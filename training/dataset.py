@@ -7,9 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import kornia_rs
 import torch
 from tqdm import tqdm
 
+from model import decode, preprocess
 from model.classes import CLASS_NAMES, IMAGE_SUFFIXES, class_from_folder
 from model.config import PREPROCESS
 from model.decode import ImageError
@@ -117,7 +119,10 @@ class ImageSet:
 
 
 def _cache_path(samples: list[Sample], cache_dir: Path) -> Path:
-    digest = hashlib.sha256(str(PREPROCESS).encode())
+    """Keyed by the files and by the code that decodes and resizes them, so an edit there never reads stale images."""
+    digest = hashlib.sha256(f"{PREPROCESS}|kornia-rs {kornia_rs.__version__}".encode())
+    for module in (decode, preprocess):
+        digest.update(Path(module.__file__).read_bytes())
     for s in samples:
         stat = s.path.stat()
         digest.update(f"{s.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{s.label}".encode())

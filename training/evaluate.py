@@ -1,7 +1,7 @@
 """Accuracy on held-out people and frames: one evaluation loop for every variant, in process or served.
 
     python -m training.evaluate                      # every test/ split under ../shared + validation blocks
-    python -m training.evaluate --data DIR [--data DIR ...] [--variants int8 fp32 eager]
+    python -m training.evaluate --data DIR [--data DIR ...] [--variants int8 fp32 eager onnx-int8 onnx-fp32]
     python -m training.evaluate --url http://127.0.0.1:8080 [--version 1.0-int8 --version 1.0-fp32]
 
 Prints per-set and per-class accuracy, writes reports/evaluation.md (and .json: variant -> set ->
@@ -21,14 +21,15 @@ import torch
 from tqdm import tqdm
 
 from model.classes import CLASS_NAMES
+from model.runtime import load_model
 from training import figures
-from training.config import SAMPLE_SETS, TEST_SETS, WEIGHTS, TrainConfig
+from training.config import EXPORT_FILES, SAMPLE_SETS, TEST_SETS, WEIGHTS, TrainConfig
 from training.dataset import Sample, load_images, scan, split_by_blocks
 from training.export import load_trained
 from training.metrics import confusion_matrix, predict_logits
 
 REPORT = Path("reports/evaluation.md")
-VARIANTS = ("int8", "fp32", "eager")  # the first one given draws the confusion figures
+VARIANTS = ("int8", "fp32", "eager", "onnx-int8", "onnx-fp32")  # the first one given draws the confusion figures
 NO_ANSWER = -1  # a served request that failed counts as wrong
 
 # Samples in, (true labels, predicted labels) out.
@@ -116,9 +117,10 @@ def evaluate(predict: Predictor, sets: dict[str, list[Sample]]) -> dict[str, Set
 
 
 def load_variant(name: str, export_dir: Path, weights: Path) -> Callable:
+    """The eager network, or an exported file loaded as the server loads it."""
     if name == "eager":
         return load_trained(weights)
-    return torch.jit.load(str(export_dir / f"asl_{name}.pt"))
+    return load_model(export_dir / EXPORT_FILES[name], torch.get_num_threads())
 
 
 def figure_folder(report: Path) -> str:
@@ -180,7 +182,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, action="append", help="folder-per-class tree, one set each")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="in-process models")
-    parser.add_argument("--export-dir", type=Path, default=Path("build/export"), help="asl_fp32.pt, asl_int8.pt")
+    parser.add_argument("--export-dir", type=Path, default=Path("build/export"), help="the exported files")
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help="state dict for the eager variant")
     parser.add_argument("--url", help="evaluate through a served model at this inference URL instead")
     parser.add_argument("--version", action="append", help="with --url: a model version (repeatable; default: the "
