@@ -3,34 +3,60 @@
 #   runtime (default)  TorchServe in the foreground, addresses on 0.0.0.0, token auth on
 #   loadtest           Locust with the project's dev dependencies (docker-compose.yml, profile loadtest)
 #   kserve             the runtime for KServe's TorchServe predictor (deploy/kserve/)
-# Needs BuildKit (cache mounts). Nothing here has been built on the machine it was written on.
+# Build it with `make image` (deploy/container/engine.sh: Docker with BuildKit, or Podman). The image
+# serves the archives `make archive` built in this checkout (model_store/), the ones the tests ran.
+# Every pip step mounts, for that step only and never into a layer: the build secrets `pip.conf` (a pip
+# config file: index settings) and `ca.crt` (a CA bundle), when given (deploy/container/pip-secrets.sh),
+# and the build context `wheels` (a folder of wheels) at /wheels.
 
-# bookworm, not the newer Debian the plain tag follows: its main archive has openjdk-17-jre-headless.
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-ARG KFS_IMAGE=pytorch/torchserve-kfs:0.12.0
+# Any Debian 12 with Python 3.11 as python3.11, its venv module and apt: the official image, or
+# `make base-image` (Debian's own Python) where no registry answers. Debian 12, not the newer Debian
+# the plain tag follows: its main archive has openjdk-17-jre-headless.
+ARG BASE_IMAGE=docker.io/library/python:3.11-slim-bookworm
+ARG KFS_IMAGE=docker.io/pytorch/torchserve-kfs:0.12.0
 
-# --- deps: the project and its pinned dependencies in /opt/venv --------------------------------
-FROM ${PYTHON_IMAGE} AS deps
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
-RUN python -m venv /opt/venv
-# The CPU wheel first (same version as the pin in pyproject.toml), so the pin never pulls CUDA.
-RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# Empty unless the build is given a folder as build context `wheels` (make image: WHEELS=DIR).
+FROM scratch AS wheels
+
+# --- deps: the pinned dependencies in /opt/venv; only a change of pyproject.toml rebuilds this -----
+FROM ${BASE_IMAGE} AS deps
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_FIND_LINKS=/wheels \
+    PATH=/opt/venv/bin:$PATH
+RUN python3.11 -m venv /opt/venv
 WORKDIR /src
-COPY . .
-RUN --mount=type=cache,target=/root/.cache/pip pip install .
+COPY pyproject.toml .
+# torch first, the CPU build: from /wheels, else PyTorch's CPU index (PyPI's build pulls GBs of CUDA).
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=bind,from=wheels,target=/wheels \
+    --mount=type=secret,id=pip.conf --mount=type=secret,id=ca.crt \
+    --mount=type=bind,source=deploy/container/pip-secrets.sh,target=/tmp/pip-secrets.sh \
+    . /tmp/pip-secrets.sh \
+ && { pip install --no-deps --no-index torch==2.13.0 \
+      || pip install --no-deps --index-url https://download.pytorch.org/whl/cpu torch==2.13.0; } \
+ && python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
+    > /tmp/requirements.txt \
+ && pip install -r /tmp/requirements.txt \
+ && rm /tmp/requirements.txt
 
-# --- archives: export TorchScript fp32/int8 from the committed weights and pack the .mar files --
-# Calibration uses the committed samples (../shared is outside the build context), as `make archive`
-# does on a clone without the shared data.
-FROM deps AS archives
-RUN --mount=type=cache,target=/root/.cache/pip pip install ".[train]"
-RUN python -m training.export --out-dir build/export \
- && python -m handler.archive --export-dir build/export --model-store model_store
+# --- project: the sources, and the project's wheel in /dist --------------------------------------
+FROM deps AS project
+COPY . .
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=bind,from=wheels,target=/wheels \
+    --mount=type=secret,id=pip.conf --mount=type=secret,id=ca.crt \
+    --mount=type=bind,source=deploy/container/pip-secrets.sh,target=/tmp/pip-secrets.sh \
+    . /tmp/pip-secrets.sh \
+ && pip wheel --no-deps --wheel-dir /dist .
 
 # --- loadtest: Locust from the source tree (editable, so client/proto is generated beside it) ----
-FROM archives AS loadtest
-RUN --mount=type=cache,target=/root/.cache/pip pip install -e ".[dev]" \
+FROM project AS loadtest
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=bind,from=wheels,target=/wheels \
+    --mount=type=secret,id=pip.conf --mount=type=secret,id=ca.crt \
+    --mount=type=bind,source=deploy/container/pip-secrets.sh,target=/tmp/pip-secrets.sh \
+    . /tmp/pip-secrets.sh \
+ && pip install -e ".[dev]" \
  && python -m client.protos \
  && useradd --uid 10001 --user-group --no-create-home --home-dir /src asl \
  && chown -R asl:asl /src \
@@ -39,27 +65,37 @@ USER 10001:10001
 ENTRYPOINT ["locust"]
 
 # --- server: Java 17, the venv, the archives and the config; no addresses, no command yet -------
-FROM ${PYTHON_IMAGE} AS server
+FROM ${BASE_IMAGE} AS server
 RUN mkdir -p /usr/share/man/man1 \
  && apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jre-headless tini \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openjdk-17-jre-headless tini \
+ && apt-get clean \
  && rm -rf /var/lib/apt/lists/*
 RUN useradd --uid 10001 --user-group --create-home asl \
  && install -d -o asl -g asl /var/lib/asl
-COPY --from=deps /opt/venv /opt/venv
-COPY --from=archives /src/model_store/asl-fp32.mar /src/model_store/asl-int8.mar /srv/asl/model_store/
-COPY config.properties /srv/asl/config.properties
-COPY log4j2.xml /srv/asl/log4j2.xml
-COPY deploy/probe.py /srv/asl/deploy/probe.py
-# TorchServe writes key_file.json into its working directory and its logs under LOG_LOCATION.
-WORKDIR /var/lib/asl
+# TorchServe writes key_file.json into its working directory and its logs under LOG_LOCATION. The MALLOC_*
+# values are the Makefile's MALLOC_ENV (make serve): image-sized buffers stay on the heap (docs/performance.md).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     LOG_LOCATION=/var/lib/asl/logs \
     METRICS_LOCATION=/var/lib/asl/logs \
     TEMP=/tmp \
-    ASL_KEY_FILE=/var/lib/asl/key_file.json
+    ASL_KEY_FILE=/var/lib/asl/key_file.json \
+    MALLOC_MMAP_THRESHOLD_=67108864 \
+    MALLOC_TRIM_THRESHOLD_=134217728
+# The dependencies, then the project (the demo service runs from it) in layers of its own. The wheel
+# is copied, not mounted: a mount's content does not key podman's layer cache, a copy's does.
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=project /dist/ /tmp/dist/
+RUN pip install --no-cache-dir --disable-pip-version-check --no-deps --no-index /tmp/dist/*.whl \
+ && rm -r /tmp/dist
+# Only the archives that config.properties loads (models=).
+COPY model_store/asl-fp32.mar model_store/asl-int8.mar model_store/asl-onnx-int8.mar /srv/asl/model_store/
+COPY config.properties /srv/asl/config.properties
+COPY log4j2.xml /srv/asl/log4j2.xml
+COPY deploy/probe.py /srv/asl/deploy/probe.py
+WORKDIR /var/lib/asl
 USER 10001:10001
 
 # --- kserve: KServe's TorchServe wrapper on :8080 in front of TorchServe on loopback :8085 ------
@@ -70,7 +106,12 @@ FROM ${KFS_IMAGE} AS kfs
 FROM server AS kserve
 USER root
 RUN --mount=type=cache,target=/root/.cache/pip \
-    /usr/local/bin/python -m venv /opt/kserve && /opt/kserve/bin/pip install "kserve[storage]==0.13.1"
+    --mount=type=bind,from=wheels,target=/wheels \
+    --mount=type=secret,id=pip.conf --mount=type=secret,id=ca.crt \
+    --mount=type=bind,source=deploy/container/pip-secrets.sh,target=/tmp/pip-secrets.sh \
+    . /tmp/pip-secrets.sh \
+ && python3.11 -m venv /opt/kserve \
+ && PIP_FIND_LINKS=/wheels /opt/kserve/bin/pip install "kserve[storage]==0.13.1"
 COPY --from=kfs /home/model-server/kserve_wrapper /opt/kserve-wrapper
 COPY --chmod=755 deploy/kserve/entrypoint.sh /usr/local/bin/kserve-entrypoint
 USER 10001:10001

@@ -10,6 +10,9 @@ EXPORT_DIR := build/export
 WEIGHTS := model/weights/asl_lite0.pt
 EXPORTS := $(EXPORT_DIR)/asl_fp32.pt $(EXPORT_DIR)/asl_int8.pt $(EXPORT_DIR)/asl_fp32.onnx $(EXPORT_DIR)/asl_int8.onnx
 MARS := model_store/asl-fp32.mar model_store/asl-int8.mar model_store/asl-onnx-int8.mar
+# glibc keeps image-sized buffers on the heap instead of mapping fresh zeroed pages for each request
+# (docs/performance.md, "The allocator"); the Dockerfile sets the same values.
+MALLOC_ENV := MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=134217728
 CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yaml harness/archives.py
 
 .DEFAULT_GOAL := help
@@ -59,7 +62,7 @@ $(MARS) &: $(EXPORTS) $(CORE) $(wildcard reports/evaluation.json reports/trainin
 archive: $(MARS) ## model_store/asl-{int8,fp32,onnx-int8}.mar (torch-model-archiver)
 
 serve: java-check $(MARS) ## start TorchServe in the background and wait until every version is READY
-	@$(VENV)/bin/torchserve --start --ts-config config.properties --model-store model_store --log-config log4j2.xml --ncs \
+	@$(MALLOC_ENV) $(VENV)/bin/torchserve --start --ts-config config.properties --model-store model_store --log-config log4j2.xml --ncs \
 	  >/dev/null 2>&1 || { echo "error: torchserve did not start; see logs/"; exit 1; }
 	@$(PY) -m client wait-ready --wait 240 || { echo "see logs/model_log.log"; exit 1; }
 	@echo

@@ -1,6 +1,7 @@
 """Container and cluster files, checked without a container engine or a cluster (docs/deploy.md).
 
-No Docker or Kubernetes runs where these tests run, so they hold the files to what they depend on:
+No cluster runs where these tests run, and a container engine only sometimes (tests/test_container.py
+builds and runs the image where one does), so they hold the files to what they depend on:
 config.properties' ports and loopback defaults, files that must exist, TorchServe 0.12's token rules,
 the conventions of KServe's TorchServe wrapper and the Kubernetes API schema. The health probe,
 which runs inside the containers, is exercised for real against a stand-in server.
@@ -23,7 +24,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from handler.archive import MODEL_NAME, VARIANTS
+from harness.archives import VARIANTS
+from model.config import MODEL_NAME
 from tests.conftest import REPO
 
 DOCKERFILE = REPO / "Dockerfile"
@@ -190,8 +192,14 @@ def test_runtime_healthcheck_runs_the_copied_probe():
 
 
 def dockerignored(path: str) -> bool:
+    """.dockerignore's verdict on a path: the last pattern matching it or a folder above it wins."""
     patterns = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
-    return any(fnmatch(path, pattern) for pattern in patterns)
+    parents = [str(Path(*Path(path).parts[:n])) for n in range(1, len(Path(path).parts) + 1)]
+    ignored = False
+    for pattern in patterns:
+        if any(fnmatch(part, pattern.lstrip("!")) for part in parents):
+            ignored = not pattern.startswith("!")
+    return ignored
 
 
 def test_dockerfile_copies_only_context_files_that_exist_and_are_not_ignored():
@@ -206,16 +214,50 @@ def test_dockerfile_copies_only_context_files_that_exist_and_are_not_ignored():
             assert not dockerignored(source), f"{source} is in .dockerignore"
 
 
-def test_dockerignore_keeps_sources_and_drops_local_state():
+def served_archives() -> set[str]:
+    return {spec["marName"] for spec in json.loads(CONFIG["models"])[MODEL_NAME].values()}
+
+
+def test_dockerignore_keeps_sources_and_the_served_archives_and_drops_local_state():
     needed = ["pyproject.toml", "README.md", "model", "handler", "training", "client", "loadtests", "samples"]
-    assert not [path for path in needed if dockerignored(path)]
-    assert all(dockerignored(path) for path in ("key_file.json", ".venv", "model_store", "build"))
+    archives = [f"model_store/{name}" for name in served_archives()]
+    assert not [path for path in needed + archives if dockerignored(path)]
+    dropped = ["key_file.json", ".venv", "build/export", "model_store/asl-1.1-int8.mar", "model/weights/asl_lite0.pt"]
+    assert all(dockerignored(path) for path in dropped)
 
 
-def test_dockerfile_torch_pin_is_the_pyproject_pin():
-    pinned = re.search(r'"(torch==[^"]+)"', (REPO / "pyproject.toml").read_text()).group(1)
-    installs = re.findall(r"pip install (torch==\S+)", DOCKERFILE.read_text())
-    assert installs == [pinned]
+def test_runtime_serves_only_the_archives_config_properties_loads():
+    store = option(runtime_command(), "--model-store")
+    copies = [arguments.split() for kw, arguments in lineage("runtime") if kw == "COPY"]
+    [archives] = [parts[:-1] for parts in copies if parts[-1].rstrip("/") == store]
+    assert {Path(source).name for source in archives} == served_archives()
+
+
+def test_dockerfile_torch_pin_is_the_pyproject_pin_and_never_pypis_cuda_build():
+    pinned = re.search(r'"torch==([^"]+)"', (REPO / "pyproject.toml").read_text()).group(1)
+    installs = [line for line in DOCKERFILE.read_text().splitlines() if re.search(r"pip install .*torch==", line)]
+    assert installs and all(re.search(r"torch==([\w.+]+)", line).group(1) == pinned for line in installs)
+    assert all("--no-index" in line or "download.pytorch.org/whl/cpu" in line for line in installs)
+
+
+def test_pip_steps_take_index_settings_and_ca_from_build_secrets_never_from_layers():
+    text = DOCKERFILE.read_text()
+    runs = [arguments for stage in dockerfile_stages().values() for kw, arguments in stage if kw == "RUN"]
+    for run in (run for run in runs if re.search(r"\bpip (install|wheel)\b", run)):
+        if "--index-url" in run or "--no-index" not in run:
+            for mount in ("type=secret,id=pip.conf", "type=secret,id=ca.crt", "type=bind,from=wheels,target=/wheels",
+                          "type=bind,source=deploy/container/pip-secrets.sh,target=/tmp/pip-secrets.sh"):
+                assert f"--mount={mount}" in run, (mount, run)
+            assert re.search(r"\. /tmp/pip-secrets\.sh\s+&&", run), run
+    assert (REPO / "deploy/container/pip-secrets.sh").is_file() and not dockerignored("deploy/container/pip-secrets.sh")
+    assert not re.search(r"^(COPY|ADD)\b.*(pip\.conf|\.crt|\.pem)", text, flags=re.M)
+    assert not re.search(r"PIP_(INDEX_URL|EXTRA_INDEX_URL|TRUSTED_HOST)", text)
+
+
+def test_the_image_starts_torchserve_with_the_malloc_settings_of_make_serve():
+    makefile = (REPO / "Makefile").read_text()
+    shipped = dict(pair.split("=") for pair in re.search(r"^MALLOC_ENV := (.*)$", makefile, re.M).group(1).split())
+    assert shipped and {key: env_instructions("runtime")[key] for key in shipped} == shipped
 
 
 def test_kserve_entrypoint_is_executable():
@@ -252,6 +294,18 @@ def test_compose_mounts_existing_files_where_the_image_reads_them():
     assert mounts["./model_store"] == option(command, "--model-store")
     assert mounts["torchserve-state"] == last("runtime", "WORKDIR")  # where key_file.json is written
     assert "torchserve-state" in compose()["volumes"]
+
+
+def test_compose_health_checks_survive_podman_compose_1_0_quoting():
+    """podman-compose 1.0 (Debian 12) joins an exec-form test with broken quoting: keep words plain."""
+    checks = {name: service["healthcheck"]["test"] for name, service in compose()["services"].items()
+              if "healthcheck" in service}
+    assert {"torchserve", "demo"} <= set(checks)
+    for name, test in checks.items():
+        if test[0] == "CMD":
+            assert all(re.fullmatch(r"[\w./-]+", word) for word in test[1:]), name
+        else:
+            assert test[0] == "CMD-SHELL" and len(test) == 2, name
 
 
 def test_compose_torchserve_restarts_is_bounded_and_checks_readiness():
