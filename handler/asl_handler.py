@@ -14,10 +14,8 @@ import binascii
 import dataclasses
 import json
 import logging
-import os
 from pathlib import Path
 
-import torch
 from ts.metrics.dimension import Dimension
 from ts.metrics.metric_type_enum import MetricTypes
 
@@ -26,7 +24,7 @@ from model.config import DEFAULT_TOP_K, PREPROCESS
 from model.decode import CorruptImage, EmptyImage, ImageError, ImageTooLarge, NotAnImage
 from model.explain import explain
 from model.pipeline import BatchResult, Classifier
-from model.runtime import load_model
+from model.runtime import load_model, use_threads
 
 logger = logging.getLogger(__name__)
 
@@ -116,10 +114,7 @@ class ASLHandler:
     def initialize(self, context) -> None:
         settings = (context.model_yaml_config or {}).get("handler", {})
         threads = int(settings.get("threads", 1))
-        torch.set_num_threads(threads)  # workers x threads <= cores: no OpenMP oversubscription
-        # kornia-rs (decode, resize) runs on its own Rayon pool, one thread per core unless told, made at first use
-        for variable in ("OMP_NUM_THREADS", "RAYON_NUM_THREADS"):
-            os.environ[variable] = str(threads)
+        use_threads(threads)  # workers x threads <= cores: no oversubscription
         self.default_top_k = int(settings.get("default_top_k", DEFAULT_TOP_K))
         model_dir = Path(context.system_properties["model_dir"])
         self.version = context.manifest["model"]["modelVersion"]

@@ -51,6 +51,11 @@ MANIFEST = "MAR-INF/MANIFEST.json"
 LABELS = "index_to_name.json"
 
 
+def shipped_settings() -> dict:
+    """handler/model-config.yaml: the batching and handler settings every built archive carries."""
+    return yaml.safe_load(HANDLER_CONFIG.read_text())
+
+
 def shipped_archive(variant: str) -> Path:
     """The archive `make archive` builds for `variant`."""
     return MODEL_STORE / f"{MODEL_NAME}-{variant}.mar"

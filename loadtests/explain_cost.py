@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
-from harness.archives import load_model
+from harness.archives import VARIANTS, load_model, shipped_archive, shipped_settings
 from loadtests.images import DEFAULT_IMAGES, image_paths
 from model.config import PREPROCESS
 from model.explain import OCCLUSION, explain
 from model.pipeline import Classifier, elapsed_ms
+from model.runtime import use_threads
 from training.config import REPO
 
 
@@ -66,13 +66,13 @@ def measure(mar: Path, photos: list[bytes]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variants", nargs="+", default=["fp32", "int8"])
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=sorted(VARIANTS))
     parser.add_argument("--count", type=int, default=12, help="photos, spread over the folder's classes")
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
     parser.add_argument("--report", type=Path, default=REPO / "reports" / "explain_cost.md")
     args = parser.parse_args(argv)
-    threads = int(yaml.safe_load((REPO / "handler" / "model-config.yaml").read_text())["handler"]["threads"])
-    torch.set_num_threads(threads)
+    threads = int(shipped_settings()["handler"]["threads"])
+    use_threads(threads)  # as the handler does
     paths = image_paths(args.images)
     paths = paths[:: max(1, len(paths) // args.count)][: args.count]
     photos = [p.read_bytes() for p in paths]
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|",
     ]
     for variant in args.variants:
-        mar = REPO / "model_store" / f"asl-{variant}.mar"
+        mar = shipped_archive(variant)
         if not mar.exists():
             print(f"error: {mar} is missing: run `make archive`", file=sys.stderr)
             return 1

@@ -12,7 +12,6 @@ Chrome trace per batch size to --trace-dir (open it in chrome://tracing or https
 
 import argparse
 import io
-import os
 import statistics
 import sys
 import time
@@ -21,16 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 from PIL import Image
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from hardening.images import encode
-from harness.archives import VARIANTS, labels, load_model, shipped_archive
+from harness.archives import VARIANTS, labels, load_model, shipped_archive, shipped_settings
 from loadtests.baseline_handler import BaselineHandler
 from loadtests.images import DEFAULT_IMAGES, image_paths
 from model.config import PREPROCESS
 from model.pipeline import Classifier
+from model.runtime import use_threads
 from training.config import REPO
 
 LARGE = (4000, 3000)  # a 12-megapixel phone photo
@@ -116,10 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, default=REPO / "reports" / "profile.md")
     parser.add_argument("--trace-dir", type=Path, default=REPO / "build" / "profile")
     args = parser.parse_args(argv)
-    config = yaml.safe_load((REPO / "handler" / "model-config.yaml").read_text())
+    config = shipped_settings()
     threads = int(config["handler"]["threads"])
-    torch.set_num_threads(threads)
-    os.environ["RAYON_NUM_THREADS"] = str(threads)  # kornia-rs's pool, as the handler sets it
+    use_threads(threads)  # as the handler does
     batches = args.batches or sorted({1, config["batchSize"]})
     mar = shipped_archive(args.variant)
     model = load_model(mar)

@@ -4,12 +4,21 @@ Either way the result is a callable from the network's float32 NCHW input to log
 tensors, so `model.pipeline.Classifier`, evaluation and comparison run every variant the same way.
 """
 
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import onnxruntime
 import torch
+
+
+def use_threads(threads: int) -> None:
+    """This process's compute threads: torch's pool, OpenMP's, and kornia-rs's Rayon pool (decode, resize),
+    which is sized once, at its first use: call this before the first image."""
+    torch.set_num_threads(threads)
+    for variable in ("OMP_NUM_THREADS", "RAYON_NUM_THREADS"):
+        os.environ[variable] = str(threads)
 
 
 def load_model(path: Path, threads: int) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -33,7 +33,6 @@ from training.sampling import balanced_weights
 BACKEND = "x86"
 FP32_LAYERS = ("features.0", "features.1")  # stem and first block, see quantize_int8
 OPSET = 20  # pinned so a torch upgrade cannot change the graph silently; ONNX Runtime 1.31 runs it
-# variant -> file name in the export directory; evaluation and comparison load them by these names
 INT8_OF = {"int8": "fp32", "onnx-int8": "onnx-fp32"}  # each int8 variant is checked against its fp32
 MAX_LOGIT_DIFFERENCE = 1e-3  # ONNX fp32 against the network's own logits: the same arithmetic up to rounding
 ONNX_INPUT = "input"

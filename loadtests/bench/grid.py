@@ -12,10 +12,9 @@ from functools import cache
 from pathlib import Path
 
 import torch
-import yaml
 
 import loadtests.bench
-from harness.archives import HANDLER_CONFIG, VARIANTS, shipped_archive
+from harness.archives import VARIANTS, shipped_archive, shipped_settings
 from loadtests.images import DEFAULT_IMAGES
 from model.config import MODEL_NAME
 from training.config import REPO
@@ -104,7 +103,7 @@ def shipped_config() -> Served:
     """What `make serve` starts for the default version of config.properties: handler/model-config.yaml's
     batching and threads, and the workers TorchServe gives that version (the archive's minWorkers, else the
     version's in config.properties' models=, else default_workers_per_model, where 0 means one per core)."""
-    config = yaml.safe_load(HANDLER_CONFIG.read_text())
+    config = shipped_settings()
     server = properties(REPO / "config.properties")
     spec = next(spec for spec in json.loads(server["models"])[MODEL_NAME].values() if spec.get("defaultVersion"))
     variant = next(variant for variant in VARIANTS if shipped_archive(variant).name == spec["marName"])

@@ -13,14 +13,13 @@ from functools import cache
 from pathlib import Path
 from threading import Barrier
 
-import torch
-
 from harness.archives import load_model, shipped_archive
 from loadtests.bench.grid import Grid
 from loadtests.bench.results import Limit
 from loadtests.bench.together import processes
 from loadtests.images import image_paths
 from model.pipeline import Classifier, elapsed_ms
+from model.runtime import use_threads
 
 CLASSIFY = "loadtests.bench.limit:classify_for"
 
@@ -38,7 +37,7 @@ def photos(folder: Path) -> list[bytes]:
 def classify_for(start: Barrier, mar: Path, folder: Path, batch: int, threads: int,
                  seconds: float) -> tuple[float, list[float]]:
     """Images/s and the time of each call (ms) of this process classifying batches of `batch` photos."""
-    torch.set_num_threads(threads)
+    use_threads(threads)  # as the handler does
     pipeline, images = classifier(mar), photos(folder)
     batches = [images[i:i + batch] for i in range(0, len(images) - batch + 1, batch)] or [images[:batch]]
     for chunk in batches[:2]:  # warm-up
