@@ -1,14 +1,14 @@
 """Throughput and latency side by side on this machine: the in-process limit, TorchServe with our
-handler (fp32/int8, batch sizes, workers) and with a baseline handler, over REST and gRPC.
+handler (every variant, batch sizes, workers) and with a baseline handler, over REST and gRPC.
 
-    python -m loadtests.bench [--quick] [--variants int8 fp32] [--batches 1:1 4:3 8:2] [--workers 1 2]
+    python -m loadtests.bench [--quick] [--variants int8 onnx-int8 fp32] [--batches 1:1 8:2] [--workers 1 2]
         [--threads 1] [--baseline 1:default 1:1 2:1] [--concurrency 1 4 16] [--seconds 5] [--warmup 2]
         [--limit-batches 1 4 8 16] [--limit-processes 1 N] [--limit-threads 1] [--client-processes 1 2]
         [--rounds 1] [--no-tuned-malloc] [--images DIR] [--out reports]
 
-The limit is the handler's own pipeline (model.pipeline.Classifier: decode, Kornia preprocessing,
-TorchScript forward, top-k) with no server, in 1 and N = cores processes of one thread each, started
-together on the same photos (limit.py). Then a private TorchServe (harness.server) serves one
+The limit is the handler's own pipeline (model.pipeline.Classifier: decode, kornia-rs and Kornia
+preprocessing, the variant's forward, top-k) with no server, in 1 and N = cores processes of one
+thread each, started together on the same photos (limit.py). Then a private TorchServe (harness.server) serves one
 configuration at a time (serve.py): a copy of the built archive with its own model-config.yaml is
 registered, answers every photo once (accuracy, warm-up), is loaded at each concurrency level by the
 Locust users of loadtests/locustfile.py, run in client processes of their own (load.py: warm-up, then

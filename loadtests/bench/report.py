@@ -228,9 +228,9 @@ def report(command: str, grid: Grid, images: Path, limits: list[Limit], measurem
         "",
         "## In-process limit: the handler's pipeline, no server",
         "",
-        "model.pipeline.Classifier (decode, Kornia resize and normalise, TorchScript forward, top-k) on the same "
-        "photos in processes started together, each with its own PyTorch threads; their images/s over the same "
-        "window are summed. ms per image: the median call divided by the batch.",
+        "model.pipeline.Classifier (decode, kornia-rs resize, Kornia normalise, the variant's forward, top-k) on "
+        "the same photos in processes started together, each with its own PyTorch threads; their images/s over the "
+        "same window are summed. ms per image: the median call divided by the batch.",
         "",
         "| variant | processes | PyTorch threads each | batch | images/s | ms per image |",
         "|---|---:|---:|---:|---:|---:|",
