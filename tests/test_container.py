@@ -17,12 +17,12 @@ import pytest
 import requests
 import yaml
 
+from model.config import MODEL_NAME
 from tests.conftest import REPO, SAMPLES
 
 ENGINE_SH = REPO / "deploy" / "container" / "engine.sh"
 IMAGE = "asl-serve:0.1.0"
 KEY_FILE = "/var/lib/asl/key_file.json"  # the image's WORKDIR: TorchServe writes its keys there
-MODEL = "asl"
 SIGKILLED = 128 + 9  # the exit status of a container still running when its grace period ran out
 
 
@@ -47,7 +47,7 @@ def configured_versions() -> set[str]:
     """The versions of the model that config.properties (baked into the image) loads at start-up."""
     text = re.sub(r"\\\n\s*", "", (REPO / "config.properties").read_text())
     models = next(line.split("=", 1)[1] for line in text.splitlines() if line.startswith("models="))
-    return set(json.loads(models)[MODEL])
+    return set(json.loads(models)[MODEL_NAME])
 
 
 GRACE_S = int(yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["torchserve"]
@@ -96,13 +96,13 @@ class Container:
 
     def versions(self) -> dict[str, list[str]]:
         """Worker states per version of the model, from the management API."""
-        answer = requests.get(f"{self.url(8081)}/models/{MODEL}/all", timeout=10,
+        answer = requests.get(f"{self.url(8081)}/models/{MODEL_NAME}/all", timeout=10,
                               headers={"Authorization": f"Bearer {self.key('management')}"})
         answer.raise_for_status()
         return {v["modelVersion"]: [w["status"] for w in v["workers"]] for v in answer.json()}
 
     def predict(self, body: bytes) -> requests.Response:
-        return requests.post(f"{self.url(8080)}/predictions/{MODEL}", data=body, timeout=30, headers={
+        return requests.post(f"{self.url(8080)}/predictions/{MODEL_NAME}", data=body, timeout=30, headers={
             "Authorization": f"Bearer {self.key('inference')}", "Content-Type": "application/octet-stream"})
 
     def state(self, field: str) -> str:
@@ -138,7 +138,7 @@ def test_a_photo_gets_its_letter_and_a_corrupt_one_a_json_4xx(container):
 
 
 def test_requests_without_the_token_are_refused(container):
-    answer = requests.post(f"{container.url(8080)}/predictions/{MODEL}", data=b"x", timeout=10)
+    answer = requests.post(f"{container.url(8080)}/predictions/{MODEL_NAME}", data=b"x", timeout=10)
     assert answer.status_code == 400 and answer.json()["type"] == "InvalidKeyException"
 
 
