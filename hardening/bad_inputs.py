@@ -93,11 +93,11 @@ def report(run: CorpusRun) -> str:
         "",
         f"`python -m hardening.bad_inputs --warm-up {run.warm_up} --rounds {measured}`, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private TorchServe 0.12.0 started from config.properties "
-        f"(both versions; requests go to the default, 1.0-int8; the JVM starts with a 384 MB heap committed and "
-        f"touched, so that resident memory shows growth: hardening/processes.py). {len(run.answers)} cases "
-        f"({invalid} invalid, {len(run.answers) - invalid} odd but valid), made in memory from "
-        f"`{run.photo.relative_to(REPO)}` (sign {run.label}). After {run.warm_up_photos} real photos, the corpus was "
-        "sent "
+        "(every version, one worker each; requests go to the default, 1.0-int8; the JVM starts with a 384 MB heap "
+        "committed and touched, so that resident memory shows growth: hardening/processes.py). "
+        f"{len(run.answers)} cases ({invalid} invalid, {len(run.answers) - invalid} odd but valid), made in memory "
+        f"from `{run.photo.relative_to(REPO)}` (sign {run.label}). After {run.warm_up_photos} real photos, the corpus "
+        "was sent "
         f"{run.warm_up} time(s) to warm up and {measured} more time(s); every round was checked, the table shows "
         "the last.",
         "",

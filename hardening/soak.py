@@ -125,7 +125,7 @@ def report(result: Soak) -> str:
         f"`python -m hardening.soak --duration {result.duration} --users {result.users} "
         f"--warm-up {result.warm_up_s:.0f}`, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private TorchServe 0.12.0 started from config.properties "
-        f"(both versions; the load goes to the default, 1.0-int8; the JVM starts with a 384 MB heap "
+        f"(every version; the load goes to the default, 1.0-int8; the JVM starts with a 384 MB heap "
         "committed and touched: hardening/processes.py). Locust users of loadtests/locustfile.py, half "
         "REST and half gRPC, each sending its next photo as soon as the last is answered.",
         "",
