@@ -2,15 +2,15 @@
 
 from pathlib import Path
 
+from model.classes import IMAGE_SUFFIXES
 from training.config import SAMPLES
 
 DEFAULT_IMAGES = SAMPLES
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
 def image_paths(folder: Path) -> list[Path]:
     """Every photo under `folder` (recursively), in a stable order."""
     paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
-        raise ValueError(f"no .jpg, .jpeg or .png images under {folder}")
+        raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
     return paths

@@ -40,7 +40,7 @@ def private_server(model_store):
 
 @pytest.fixture(scope="module")
 def corpus_run(private_server):
-    return run_corpus(private_server.server, warm_up=2, rounds=2)
+    return run_corpus(private_server.server, warm_up=3, rounds=2)  # buffers and allocator settle over the warm-up
 
 
 def test_every_bad_input_gets_its_documented_answer(corpus_run):
