@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from PIL import Image
 
 from client.rest import RestClient
 from client.settings import Server
+from harness.poll import poll
 from harness.server import free_ports
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,15 +82,15 @@ def start_demo(server: Server, log: Path) -> tuple[subprocess.Popen, str]:
             [sys.executable, "-m", "demo", "run", "--port", str(port)],
             env={**os.environ, **server.env()}, stdout=out, stderr=subprocess.STDOUT,
         )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if requests.get(url, timeout=1).ok:
-                return process, url
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    process.kill()
-    pytest.fail(f"the demo server did not start: {log.read_text()}")
+    try:  # until it serves the page, or has exited
+        poll(lambda: process.poll() is not None or requests.get(url, timeout=1).ok, 60, f"the demo on {url}",
+             interval=0.2, ignore=(requests.ConnectionError,))
+    except TimeoutError:
+        process.kill()
+        process.wait()
+    if process.poll() is not None:
+        pytest.fail(f"the demo server did not start: {log.read_text()}")
+    return process, url
 
 
 @pytest.fixture(scope="module")

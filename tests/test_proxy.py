@@ -4,12 +4,12 @@ a real TorchServe: it must pass a `top_k` header through (nginx drops underscore
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 import requests
 import yaml
 
+from harness.poll import poll
 from harness.server import free_ports
 from tests.conftest import REPO, sample_images
 
@@ -51,13 +51,10 @@ def proxy(torchserve, tmp_path_factory):
     process = subprocess.Popen([nginx, "-p", str(root), "-c", str(root / "nginx.conf"), "-g", "daemon off;"],
                                stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(100):  # until nginx listens
-        try:
-            requests.get(url + "/none", timeout=1)
-            break
-        except requests.ConnectionError:
-            assert process.poll() is None, process.stderr.read().decode()
-            time.sleep(0.1)
+    # until nginx listens (any answer), or has exited
+    poll(lambda: process.poll() is not None or requests.get(url + "/none", timeout=1) is not None, 10,
+         "nginx listens", ignore=(requests.ConnectionError,))
+    assert process.poll() is None, process.stderr.read().decode()
     yield url
     process.terminate()
     process.wait(timeout=10)
