@@ -9,7 +9,7 @@ worker PIDs throughout (no worker restarted), resident memory of the frontend an
 by less than 10% over the rounds after the warm-up, and a good photo still classified right. Exits with
 status 1 otherwise.
 
-How memory is measured: the server's JVM starts with its heap committed and touched (PRETOUCHED_HEAP,
+How memory is measured: the server's JVM starts with a fixed heap, committed and touched (FIXED_HEAP,
 hardening/processes.py), and the warm-up rounds let Netty's buffers grow to what 8 MiB bodies need and
 the worker's allocator to what a 40-megapixel image needs; that growth stops there (it is reported too).
 A leak is growth that goes on with every further pass.
@@ -25,13 +25,11 @@ from client.rest import RestClient
 from client.settings import Server
 from hardening.corpus import Answer, cases, send, table
 from hardening.images import sample_images
-from hardening.processes import ONE_WORKER, PRETOUCHED_HEAP, growth, resident_mb, worker_pids
+from hardening.processes import FIXED_HEAP, MAX_GROWTH, ONE_WORKER, growth, resident_mb, worker_pids
 from harness.server import private_torchserve
 from training.config import REPO
 
-MAX_GROWTH = 0.10
 WARM_UP_EVERY = 4  # every 4th committed photo is sent before the corpus
-
 
 @dataclass
 class CorpusRun:
@@ -68,7 +66,6 @@ class CorpusRun:
             problems.append(f"a good {self.label} photo is now classified {self.label_after}")
         return problems
 
-
 def run_corpus(server: Server, warm_up: int = 2, rounds: int = 2) -> CorpusRun:
     """Send real photos, then the corpus `warm_up` + `rounds` times, watching worker PIDs and memory."""
     rest = RestClient(server)
@@ -84,7 +81,6 @@ def run_corpus(server: Server, warm_up: int = 2, rounds: int = 2) -> CorpusRun:
     return CorpusRun(answers, warm_up, pids_before, worker_pids(rest), memory_cold, memory_before,
                      resident_mb(rest), photo, label, len(warm_up_photos), rest.predict(photo)["label"])
 
-
 def report(run: CorpusRun) -> str:
     invalid = sum(a.case.status != 200 for a in run.answers)
     measured = len(run.rounds) - run.warm_up
@@ -93,8 +89,9 @@ def report(run: CorpusRun) -> str:
         "",
         f"`python -m hardening.bad_inputs --warm-up {run.warm_up} --rounds {measured}`, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private TorchServe 0.12.0 started from config.properties "
-        "(every version, one worker each; requests go to the default, 1.0-int8; the JVM starts with a 384 MB heap "
-        "committed and touched, so that resident memory shows growth: hardening/processes.py). "
+        "(every version, one worker each; requests go to the default, 1.0-int8; the JVM runs a fixed 384 MB heap, "
+        "committed and touched, so that resident memory shows native growth: hardening/processes.py; the "
+        "allocator variables are make serve's). "
         f"{len(run.answers)} cases ({invalid} invalid, {len(run.answers) - invalid} odd but valid), made in memory "
         f"from `{run.photo.relative_to(REPO)}` (sign {run.label}). After {run.warm_up_photos} real photos, the corpus "
         "was sent "
@@ -118,7 +115,6 @@ def report(run: CorpusRun) -> str:
     ]
     return "\n".join(lines) + "\n"
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hardening.bad_inputs", description=__doc__,
@@ -129,14 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the corpus measured")
     parser.add_argument("--report", type=Path, default=REPO / "reports" / "bad_inputs.md")
     args = parser.parse_args(argv)
-    with private_torchserve(args.model_store, settings=ONE_WORKER, properties=PRETOUCHED_HEAP) as torchserve:
+    with private_torchserve(args.model_store, settings=ONE_WORKER, properties=FIXED_HEAP) as torchserve:
         run = run_corpus(torchserve.server, args.warm_up, args.rounds)
     text = report(run)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(text)
     print(text + f"\nwritten to {args.report}")
     return 0 if not run.failures else 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

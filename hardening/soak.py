@@ -8,8 +8,8 @@ headless against the default version, sampling the resident memory of the
 frontend and of every worker every `--sample-every` seconds. Locust's CSVs and HTML report go to
 `--out`; the summary to `--report`. Passing means: no failed request, no worker restarted, and no
 process's memory grown by 10% or more from the first sample after `--warm-up` seconds of load (buffer
-pools and the workers' allocators size themselves to the load first) to the end. The JVM starts with its heap
-committed and touched (PRETOUCHED_HEAP, hardening/processes.py), so that its resident memory shows
+pools and the workers' allocators size themselves to the load first) to the end. The JVM runs a fixed heap,
+committed and touched (FIXED_HEAP, hardening/processes.py), so that its resident memory shows
 growth. Exits with status 1 otherwise.
 """
 
@@ -24,12 +24,10 @@ from pathlib import Path
 
 from client.rest import RestClient
 from client.settings import Server
-from hardening.processes import PRETOUCHED_HEAP, growth, resident_mb, worker_pids
+from hardening.processes import FIXED_HEAP, MAX_GROWTH, growth, resident_mb, worker_pids
 from harness.server import private_torchserve
 from loadtests.run import run_locust
 from training.config import REPO
-
-MAX_GROWTH = 0.10
 
 
 @dataclass
@@ -88,11 +86,10 @@ class Soak:
 
     @property
     def restarts(self) -> int:
-        seen: dict[str, set[int]] = {}
-        for sample in self.samples:
-            for version, pids in sample.pids.items():
-                seen.setdefault(version, set()).update(pids)
-        return sum(len(pids) - 1 for pids in seen.values())
+        """Worker PIDs that appeared after the first sample: each replaced a worker that died."""
+        first = {pid for pids in self.samples[0].pids.values() for pid in pids}
+        later = {pid for sample in self.samples[1:] for pids in sample.pids.values() for pid in pids}
+        return len(later - first)
 
     @property
     def problems(self) -> list[str]:
@@ -125,9 +122,10 @@ def report(result: Soak) -> str:
         f"`python -m hardening.soak --duration {result.duration} --users {result.users} "
         f"--warm-up {result.warm_up_s:.0f}`, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private TorchServe 0.12.0 started from config.properties "
-        f"(every version; the load goes to the default, 1.0-int8; the JVM starts with a 384 MB heap "
-        "committed and touched: hardening/processes.py). Locust users of loadtests/locustfile.py, half "
-        "REST and half gRPC, each sending its next photo as soon as the last is answered.",
+        f"(every version; the load goes to the default, 1.0-int8; the JVM runs a fixed 384 MB heap, "
+        "committed and touched: hardening/processes.py; the allocator variables are make serve's). "
+        "Locust users of loadtests/locustfile.py, half REST and half gRPC, each sending its next photo as soon "
+        "as the last is answered.",
         "",
         "| requests | failures | requests/s | p50 ms | p95 ms | p99 ms | worker restarts |",
         "|---:|---:|---:|---:|---:|---:|---:|",
@@ -168,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "loadtest" / "soak", help="Locust's files")
     parser.add_argument("--report", type=Path, default=REPO / "reports" / "soak.md")
     args = parser.parse_args(argv)
-    with private_torchserve(args.model_store, properties=PRETOUCHED_HEAP) as torchserve:
+    with private_torchserve(args.model_store, properties=FIXED_HEAP) as torchserve:
         result = soak(torchserve.server, args.users, args.duration, args.warm_up, args.sample_every, args.out)
     text = report(result)
     args.report.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 import psutil
@@ -29,6 +30,15 @@ PORT_KEYS = ("inference", "management", "metrics", "grpc_inference", "grpc_manag
 LOG_CONFIG = REPO / "log4j2.xml"  # each line once, access and metric lines in their own files
 STARTUP_TIMEOUT_S = 240  # every version READY; a loaded 2-core machine needs the margin
 JVM_EXIT_TIMEOUT_S = 30  # after `torchserve --stop`, before the JVM is terminated directly
+ALLOCATOR_VARIABLE = re.compile(r"\b(MALLOC_\w+|LD_PRELOAD)=(\S+)")
+
+
+@cache
+def shipped_environment() -> dict[str, str]:
+    """The allocator variables `make serve` starts TorchServe with, read from its recipe (`make -n serve`)."""
+    recipe = subprocess.run(["make", "-n", "serve"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    starts = [line for line in recipe.replace("\\\n", " ").splitlines() if "torchserve --start" in line]
+    return {key: value.strip("'\"") for line in starts for key, value in ALLOCATOR_VARIABLE.findall(line)}
 
 
 def free_ports(count: int) -> list[int]:
@@ -66,7 +76,7 @@ class PrivateTorchServe:
                  env: dict[str, str] | None = None):
         self.workdir, self.store = workdir, store
         self.properties = properties or {}
-        self.extra_env = env or {}
+        self.extra_env = shipped_environment() if env is None else env
         self.server: Server | None = None
         self.jvm: psutil.Process | None = None
 
@@ -153,7 +163,8 @@ def private_torchserve(store: Path = MODEL_STORE, archives: list[str] | None = N
     """A started private TorchServe serving a copy of `store` (all archives, or `archives`), stopped on exit.
 
     `settings` go into every copied archive's model-config.yaml (`harness.archives.derive`), `properties`
-    override config.properties, and `env` is added to the server's environment (e.g. malloc settings).
+    override config.properties, and `env` is added to the server's environment: by default the allocator
+    variables `make serve` sets, so that what is measured and tested is what ships.
     Without `workdir`, a temporary directory is used and removed.
     """
     with tempfile.TemporaryDirectory(prefix="torchserve-") as tmp:

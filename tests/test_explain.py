@@ -4,6 +4,7 @@ import base64
 import io
 import json
 
+import numpy
 import pytest
 import torch
 from PIL import Image
@@ -53,7 +54,7 @@ def test_heatmap_is_transparent_where_occlusion_did_not_hurt():
     scores = torch.full((10, 10), -0.1)
     scores[4, 6] = 0.5
     image = Image.open(io.BytesIO(heatmap_png(scores, PREPROCESS.image_size)))
-    alpha = torch.tensor(list(image.getchannel("A").getdata())).view(image.height, image.width)
+    alpha = torch.from_numpy(numpy.asarray(image.getchannel("A")).copy())
     assert image.mode == "RGBA" and image.size == (PREPROCESS.image_size, PREPROCESS.image_size)
     assert alpha[0, 0] == 0 and alpha[-1, -1] == 0
     hottest = divmod(int(alpha.argmax()), image.width)

@@ -16,10 +16,11 @@ import requests
 
 from client.rest import RestClient
 from client.settings import ClientError
-from hardening.bad_inputs import MAX_GROWTH, run_corpus
+from hardening.bad_inputs import run_corpus
 from hardening.corpus import NO_JSON, table
 from hardening.images import encode, photo
-from hardening.processes import ONE_WORKER, PRETOUCHED_HEAP, frontend, worker_pids
+from hardening.processes import FIXED_HEAP, MAX_GROWTH, ONE_WORKER, frontend, worker_pids
+from hardening.soak import Sample, Soak
 from harness.server import private_torchserve
 from tests.conftest import REPO, VERSIONS, sample_images
 
@@ -33,8 +34,9 @@ FRONTEND_ANSWERS = {
 @pytest.fixture(scope="module")
 def private_server(model_store):
     """TorchServe from the repo's config.properties, every version with one worker, used by this module alone;
-    its JVM starts with its heap committed, so that resident memory shows growth (hardening/processes.py)."""
-    with private_torchserve(model_store, settings=ONE_WORKER, properties=PRETOUCHED_HEAP) as server:
+    its JVM runs a fixed heap, committed at start, so that resident memory shows native growth
+    (hardening/processes.py)."""
+    with private_torchserve(model_store, settings=ONE_WORKER, properties=FIXED_HEAP) as server:
         yield server
 
 
@@ -146,3 +148,13 @@ def test_keys_rotate_through_the_token_api(private_server):
         response = requests.post(f"{server.inference_url}/predictions/asl", data=image, timeout=30,
                                  headers={"Authorization": f"Bearer {key}", "Content-Type": "application/octet-stream"})
         assert response.status_code == status
+
+
+def test_soak_counts_a_replaced_worker_as_a_restart_and_two_workers_as_none():
+    def soak_over(*pids: dict[str, list[int]]) -> Soak:
+        samples = [Sample(10.0 * n, {}, p) for n, p in enumerate(pids)]
+        return Soak(8, "60s", 0, {}, samples, {"Failure Count": "0"}, [])
+
+    two_workers = {"1.0-int8": [11, 12], "1.0-fp32": [13]}
+    assert soak_over(two_workers, two_workers, two_workers).restarts == 0
+    assert soak_over(two_workers, {"1.0-int8": [11, 14], "1.0-fp32": [13]}, two_workers).restarts == 1

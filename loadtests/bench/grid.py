@@ -5,8 +5,6 @@ import argparse
 import dataclasses
 import json
 import os
-import re
-import subprocess
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -15,6 +13,7 @@ import torch
 
 import loadtests.bench
 from harness.archives import VARIANTS, shipped_archive, shipped_settings
+from harness.server import shipped_environment
 from loadtests.images import DEFAULT_IMAGES
 from model.config import MODEL_NAME
 from training.config import REPO
@@ -22,7 +21,6 @@ from training.config import REPO
 CORES = os.cpu_count() or 1
 REST, GRPC = "REST", "gRPC"
 SHIPPED = "as shipped"  # the allocator environment `make serve` gives TorchServe
-ALLOCATOR_VARIABLE = re.compile(r"\b(MALLOC_\w+|LD_PRELOAD)=(\S+)")
 
 
 @dataclass(frozen=True)
@@ -110,14 +108,6 @@ def shipped_config() -> Served:
     workers = config.get("minWorkers") or spec.get("minWorkers") or int(server.get("default_workers_per_model", 0))
     return Served("ours", variant, config["batchSize"], config["maxBatchDelay"], workers or CORES,
                   (config.get("handler") or {}).get("threads"))
-
-
-@cache
-def shipped_environment() -> dict[str, str]:
-    """The allocator variables `make serve` starts TorchServe with, read from its recipe (`make -n serve`)."""
-    recipe = subprocess.run(["make", "-n", "serve"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    starts = [line for line in recipe.replace("\\\n", " ").splitlines() if "torchserve --start" in line]
-    return {key: value.strip("'\"") for line in starts for key, value in ALLOCATOR_VARIABLE.findall(line)}
 
 
 def other_allocator() -> tuple[str, dict[str, str]]:

@@ -16,7 +16,8 @@ import psutil
 import torch
 import ts
 
-from loadtests.bench.grid import CORES, GRPC, REST, SHIPPED, Grid, other_allocator, shipped_config, shipped_environment
+from harness.server import shipped_environment
+from loadtests.bench.grid import CORES, GRPC, REST, SHIPPED, Grid, other_allocator, shipped_config
 from loadtests.bench.results import Limit, Measurement
 from loadtests.images import image_paths
 from training.config import REPO
