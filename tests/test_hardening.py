@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
+import psutil
 import pytest
 import requests
 
@@ -21,7 +22,7 @@ from hardening.corpus import NO_JSON, table
 from hardening.images import encode, photo
 from hardening.processes import FIXED_HEAP, MAX_GROWTH, ONE_WORKER, frontend, worker_pids
 from hardening.soak import Sample, Soak
-from harness.server import private_torchserve
+from harness.server import private_torchserve, shipped_environment
 from tests.conftest import REPO, VERSIONS, sample_images
 
 # Answered by TorchServe's frontend before our handler sees the request; docs/security.md says so.
@@ -66,6 +67,17 @@ def test_memory_stays_flat_over_the_corpus(corpus_run):
               f"warm-up, {corpus_run.memory_after[name]:.0f} at the end ({growth:+.1%})", end="")
     assert set(corpus_run.growth) == {"frontend", *(f"worker {version}#0" for version in VERSIONS)}
     assert {name: g for name, g in corpus_run.growth.items() if g >= MAX_GROWTH} == {}
+
+
+def test_the_measured_processes_run_make_serves_allocator_variables(private_server):
+    """What is measured is what ships: the frontend and every worker run with the Makefile's MALLOC_ENV."""
+    rest = RestClient(private_server.server)
+    pids = [frontend(rest).pid, *(pid for pids in worker_pids(rest).values() for pid in pids)]
+    shipped = shipped_environment()
+    assert "MALLOC_MMAP_THRESHOLD_" in shipped and len(pids) == 1 + len(VERSIONS)
+    for pid in pids:
+        environ = psutil.Process(pid).environ()
+        assert {key: environ.get(key) for key in shipped} == shipped
 
 
 def test_a_good_photo_is_still_classified_right(corpus_run):
