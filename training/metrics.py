@@ -9,7 +9,6 @@ from model.preprocess import normalize_batch
 
 
 @torch.inference_mode()
-@torch.no_grad()
 def predict_logits(model: Callable, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """Logits for uint8 (N, 3, S, S) images, through the shared `normalize_batch`."""
     if hasattr(model, "eval"):
