@@ -31,6 +31,7 @@ from training.config import REPO
 
 WARM_UP_EVERY = 4  # every 4th committed photo is sent before the corpus
 
+
 @dataclass
 class CorpusRun:
     rounds: list[list[Answer]]  # warm-up rounds first
@@ -66,6 +67,7 @@ class CorpusRun:
             problems.append(f"a good {self.label} photo is now classified {self.label_after}")
         return problems
 
+
 def run_corpus(server: Server, warm_up: int = 2, rounds: int = 2) -> CorpusRun:
     """Send real photos, then the corpus `warm_up` + `rounds` times, watching worker PIDs and memory."""
     rest = RestClient(server)
@@ -80,6 +82,7 @@ def run_corpus(server: Server, warm_up: int = 2, rounds: int = 2) -> CorpusRun:
     answers += [[send(server, case) for case in corpus] for _ in range(rounds)]
     return CorpusRun(answers, warm_up, pids_before, worker_pids(rest), memory_cold, memory_before,
                      resident_mb(rest), photo, label, len(warm_up_photos), rest.predict(photo)["label"])
+
 
 def report(run: CorpusRun) -> str:
     invalid = sum(a.case.status != 200 for a in run.answers)
@@ -115,6 +118,7 @@ def report(run: CorpusRun) -> str:
     ]
     return "\n".join(lines) + "\n"
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hardening.bad_inputs", description=__doc__,
@@ -132,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args.report.write_text(text)
     print(text + f"\nwritten to {args.report}")
     return 0 if not run.failures else 1
+
 
 if __name__ == "__main__":
     sys.exit(main())
