@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from harness.archives import VARIANTS
+from harness.server import shipped_environment
 from model.config import MODEL_NAME
 from tests.conftest import REPO
 
@@ -255,8 +256,7 @@ def test_pip_steps_take_index_settings_and_ca_from_build_secrets_never_from_laye
 
 
 def test_the_image_starts_torchserve_with_the_malloc_settings_of_make_serve():
-    makefile = (REPO / "Makefile").read_text()
-    shipped = dict(pair.split("=") for pair in re.search(r"^MALLOC_ENV := (.*)$", makefile, re.M).group(1).split())
+    shipped = shipped_environment()
     assert shipped and {key: env_instructions("runtime")[key] for key in shipped} == shipped
 
 
