@@ -13,7 +13,8 @@ MARS := model_store/asl-fp32.mar model_store/asl-int8.mar model_store/asl-onnx-i
 # glibc keeps image-sized buffers on the heap instead of mapping fresh zeroed pages for each request
 # (docs/performance.md, "The allocator"); the Dockerfile sets the same values.
 MALLOC_ENV := MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=134217728
-CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yaml harness/archives.py
+CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yaml harness/archives.py \
+        $(wildcard model/weights/*.tflite) model/weights/asl_hand_shape.pt
 
 .DEFAULT_GOAL := help
 .PHONY: help install java-check train export figures evaluate compare archive serve demo stop protos rollout-demo kserve-bundle \
@@ -37,7 +38,9 @@ java-check:
 	  [ "$${v:-0}" -ge 17 ] || { echo "error: TorchServe needs Java 17, found Java $${v:-unknown}"; exit 1; }
 
 train: $(STAMP) ## train on DATA="dir1 dir2" (default: every shared train/ split); writes the committed weights
+	$(PY) -m training.arms_length $(addprefix --data ,$(DATA))
 	$(PY) -m training.train $(addprefix --data ,$(DATA))
+	$(PY) -m training.hand_shape $(addprefix --data ,$(DATA))
 
 $(EXPORTS) &: $(WEIGHTS) $(STAMP)
 	$(PY) -m training.export $(addprefix --data ,$(DATA)) --out-dir $(EXPORT_DIR)
@@ -50,6 +53,7 @@ figures: $(STAMP) ## reports/figures/augmentations.png from real images
 URL ?=
 VERSION ?=
 evaluate: $(EXPORTS) ## accuracy per set and class, every variant: reports/evaluation.md (URL=, VERSION=, DATA=: README)
+	$(if $(and $(wildcard $(SHARED)),$(filter-out command line,$(origin DATA))),$(PY) -m training.arms_length)
 	$(PY) -m training.evaluate $(if $(URL),--url $(URL) $(addprefix --version ,$(VERSION)) --report reports/evaluation-served.md) \
 	  $(if $(filter command line,$(origin DATA)),$(addprefix --data ,$(DATA)) --report reports/evaluation-data.md)
 

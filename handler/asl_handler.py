@@ -23,7 +23,7 @@ from model.classes import CLASS_NAMES
 from model.config import DEFAULT_TOP_K, PREPROCESS
 from model.decode import CorruptImage, EmptyImage, ImageError, ImageTooLarge, NotAnImage
 from model.explain import explain
-from model.pipeline import BatchResult, Classifier
+from model.pipeline import BatchResult, Classifier, HandReader
 from model.runtime import load_model, use_threads
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class ASLHandler:
         self.version = context.manifest["model"]["modelVersion"]
         self.metadata = self.describe(model_dir, context.manifest["model"]["modelName"])
         model = load_model(model_dir / context.manifest["model"]["serializedFile"], threads)
-        self.classifier = Classifier(model, PREPROCESS)
+        self.classifier = Classifier(model, PREPROCESS, HandReader.load(threads))
         logger.info("loaded %s with %d thread(s)", context.manifest["model"]["serializedFile"], threads)
 
     def describe(self, model_dir: Path, model_name: str) -> dict:
@@ -137,8 +137,11 @@ class ASLHandler:
                 **dataclasses.asdict(PREPROCESS),  # image_size (square side), mean, std, max_pixels
                 "channels": "RGB",
                 "preprocessing": "decode (kornia-rs for JPEG/PNG, Pillow otherwise; EXIF orientation applied; "
-                "large JPEGs at a reduced DCT scale), antialiased resize of the whole frame to image_size "
-                "(kornia-rs, on uint8), scale to [0, 1], normalise with mean and std (Kornia)",
+                "large JPEGs at a reduced DCT scale); find the hand (MediaPipe's palm detector and hand-landmark "
+                "models, LiteRT); crop the square of hand_crop times the hand's longer side around it (the whole "
+                "frame where no hand is found); antialiased resize to image_size (kornia-rs, on uint8), scale to "
+                "[0, 1], normalise with mean and std (Kornia); the CNN's answer is fused with the landmark "
+                "classifier's where a hand is found",
             },
             "evaluation": (
                 {"file": EVALUATION, "sets": evaluation[variant]}

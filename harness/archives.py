@@ -4,7 +4,7 @@
     python -m harness.archives --variant int8 --version 1.1-int8     # a roll-out: model_store/asl-1.1-int8.mar
 
 Each archive holds the serialised model, the handler, the framework-independent core it needs
-(`model/` without training code or weights), index_to_name.json, model-config.yaml, metadata.json
+(`model/` without training code, with the hand models), index_to_name.json, model-config.yaml, metadata.json
 (variant, build time and commit, training sources) and, when present, reports/evaluation.json: what
 the handler adds to `describe ?customized=true`. TorchServe takes batchSize, maxBatchDelay and the
 worker counts from the archive's model-config.yaml before anything in config.properties, so a server
@@ -35,9 +35,13 @@ from training.config import EXPORT_FILES, REPO
 HANDLER = REPO / "handler" / "asl_handler.py"
 HANDLER_CONFIG = REPO / "handler" / "model-config.yaml"
 CORE_DIR = REPO / "model"
-CORE_MODULES = (
+# The core's files an archive carries, relative to model/: the code the handler imports, the hand models and
+# the landmark classifier (the CNN itself goes as the serialised file).
+CORE_FILES = (
     "__init__.py", "config.py", "classes.py", "decode.py", "preprocess.py", "postprocess.py", "pipeline.py",
-    "explain.py", "runtime.py",
+    "explain.py", "runtime.py", "hands.py", "hand_shape.py",
+    "weights/palm_detection_full.tflite", "weights/hand_landmark_full.tflite", "weights/MEDIAPIPE_LICENSE",
+    "weights/asl_hand_shape.pt",
 )
 # The variants that are served, each as a version of `asl`: variant -> (exported file, version)
 VARIANTS = {variant: (EXPORT_FILES[variant], version)
@@ -122,7 +126,9 @@ def build(serialized: Path, variant: str, target: Path, version: str | None = No
     """The archive of one exported variant with our handler and core, served as `version` (default: the variant's)."""
     with tempfile.TemporaryDirectory() as tmp:
         extra = Path(tmp) / "extra"
-        shutil.copytree(CORE_DIR, extra / "model", ignore=lambda _, names: [n for n in names if n not in CORE_MODULES])
+        for name in CORE_FILES:
+            (extra / "model" / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(CORE_DIR / name, extra / "model" / name)
         write_labels(extra)
         (extra / METADATA).write_text(json.dumps(build_metadata(variant), indent=1))
         if evaluation.exists():  # the handler serves this variant's entry, or says the file was missing

@@ -28,7 +28,7 @@ from harness.archives import VARIANTS, labels, load_model, shipped_archive, ship
 from loadtests.baseline_handler import BaselineHandler
 from loadtests.images import DEFAULT_IMAGES, image_paths
 from model.config import PREPROCESS
-from model.pipeline import Classifier
+from model.pipeline import Classifier, HandReader
 from model.runtime import use_threads
 from training.config import REPO
 
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = args.batches or sorted({1, config["batchSize"]})
     mar = shipped_archive(args.variant)
     model = load_model(mar)
-    classifier = Classifier(model, PREPROCESS)
+    classifier = Classifier(model, PREPROCESS, HandReader.load(threads))
     baseline = BaselineHandler()
     baseline.model = model
     baseline.mapping = labels(mar)

@@ -11,6 +11,7 @@ class PreprocessConfig:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet statistics: the backbone's
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     max_pixels: int = 40_000_000  # larger images are refused before decoding (decompression bombs)
+    hand_crop: float = 1.6  # the CNN reads a square this many times the hand's longer side (model/preprocess.py)
 
 
 @dataclass(frozen=True)
@@ -27,3 +28,29 @@ PREPROCESS = PreprocessConfig()
 NETWORK = NetworkConfig()
 MODEL_NAME = "asl"  # every variant is archived and served as a version of this one model
 DEFAULT_TOP_K = 5  # classes in an answer when the request asks for no other number
+
+
+@dataclass(frozen=True)
+class HandsConfig:
+    """MediaPipe's palm detector and hand-landmark models (`model/hands.py`) and how their outputs are read.
+
+    The anchor, score, NMS and ROI values are those of MediaPipe's palm_detection_cpu and
+    palm_detection_detection_to_roi graphs for the full models.
+    """
+
+    palm_model: str = "palm_detection_full.tflite"
+    landmark_model: str = "hand_landmark_full.tflite"
+    palm_size: int = 192  # square input of the palm detector, letterboxed
+    landmark_size: int = 224  # square input of the landmark model, a rotated crop around the palm
+    anchor_strides: tuple[int, ...] = (8, 16, 16, 16)
+    min_palm_score: float = 0.5
+    nms_iou: float = 0.3
+    roi_scale: float = 2.6  # palm box to hand ROI: enlarged and shifted towards the fingers
+    roi_shift_y: float = -0.5
+    min_hand_score: float = 0.5  # the landmark model's hand-presence score below which no hand is reported
+    max_hands: int = 2  # palms given to the landmark model; the most confident hand is read
+    retry_padding: float = 0.25  # a hand that fills or leaves the frame: detect again with this margin added
+    min_side: int = 16  # pixels: a smaller image holds no readable hand and is not looked at
+
+
+HANDS = HandsConfig()

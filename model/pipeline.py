@@ -1,5 +1,8 @@
-"""Bytes in, answers out: decode, preprocess and classify a batch, failing only the bad images.
+"""Bytes in, answers out: decode, find the hand, preprocess and classify a batch, failing only the bad images.
 
+With a `HandReader`, each image's hand is found first (`model.hands`); the CNN reads the square around
+it (`model.preprocess.crop_to_hand`) and the landmark classifier's answer is fused with the CNN's
+(`model.hand_shape.fuse`). Where no hand is found, the CNN reads the whole frame and answers alone.
 Framework-independent: the TorchServe handler is a thin adapter around `Classifier.classify`.
 """
 
@@ -8,13 +11,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch.profiler import record_function
 
 from model.config import DEFAULT_TOP_K, PREPROCESS, PreprocessConfig
 from model.decode import ImageError, decode_image
+from model.hand_shape import HandShapeNet, fuse, hand_features, load_hand_shape
+from model.hands import Hand, HandLandmarker
 from model.postprocess import top_k_answers
-from model.preprocess import preprocess_images
+from model.preprocess import cnn_input, normalize_batch
 
 
 @dataclass
@@ -34,10 +40,33 @@ def timed(stage: str, timings_ms: dict[str, float]) -> Iterator[None]:
     timings_ms[stage] = elapsed_ms(started)
 
 
+@dataclass
+class HandReader:
+    """The hand-aware stages: the landmarker, the landmark classifier and the fusion weight chosen with it."""
+
+    landmarker: HandLandmarker
+    shape: HandShapeNet
+    fusion_weight: float
+
+    @classmethod
+    def load(cls, threads: int = 1) -> "HandReader":
+        """The committed hand models and landmark classifier, as every server and benchmark runs them."""
+        shape, fusion_weight = load_hand_shape()
+        return cls(HandLandmarker(threads), shape, fusion_weight)
+
+    def shape_logits(self, hands: list[Hand]) -> torch.Tensor:
+        """The landmark classifier's logits for found hands (rows in order)."""
+        landmarks = torch.from_numpy(np.stack([hand.landmarks for hand in hands]))
+        right = torch.tensor([hand.handedness == "Right" for hand in hands])
+        return self.shape(hand_features(landmarks, right))
+
+
 class Classifier:
-    def __init__(self, model: Callable[[torch.Tensor], torch.Tensor], config: PreprocessConfig = PREPROCESS):
+    def __init__(self, model: Callable[[torch.Tensor], torch.Tensor], config: PreprocessConfig = PREPROCESS,
+                 hands: HandReader | None = None):
         self.model = model
         self.config = config
+        self.hands = hands
 
     def decode(self, inputs: list[bytes]) -> list[torch.Tensor | ImageError]:
         """Each input decoded to RGB uint8, or the `ImageError` it raised, in its slot."""
@@ -60,15 +89,29 @@ class Classifier:
             decoded = self.decode(inputs)
         good = [i for i, item in enumerate(decoded) if isinstance(item, torch.Tensor)]
         outputs: list[dict | ImageError] = list(decoded)
-        if good:
-            with timed("preprocess", timings):
-                batch = preprocess_images([decoded[i] for i in good], self.config)
-            with timed("inference", timings), torch.inference_mode():
-                logits = self.model(batch)
-            with timed("postprocess", timings):
-                answers = top_k_answers(logits, [ks[i] for i in good])
-            for i, answer in zip(good, answers, strict=True):
-                outputs[i] = answer
+        if not good:
+            return BatchResult(outputs, timings)
+        images = [decoded[i] for i in good]
+        hands: list[Hand | None] = [None] * len(images)
+        if self.hands:
+            with timed("hands", timings):
+                hands = [self.hands.landmarker(image) for image in images]
+        with timed("preprocess", timings):
+            boxes = [hand.box if hand else None for hand in hands]
+            squares = [cnn_input(image, box, self.config) for image, box in zip(images, boxes, strict=True)]
+            batch = normalize_batch(torch.stack(squares), self.config)
+        with timed("inference", timings), torch.inference_mode():
+            logits = self.model(batch)
+            found = [row for row, hand in enumerate(hands) if hand is not None]
+            if found:
+                shape_logits = self.hands.shape_logits([hands[row] for row in found])
+                logits = logits.float().clone()
+                logits[found] = fuse(logits[found], shape_logits, self.hands.fusion_weight)
+        with timed("postprocess", timings):
+            answers = top_k_answers(logits, [ks[i] for i in good])
+        for i, image, hand, answer in zip(good, images, hands, answers, strict=True):
+            height, width = image.shape[1:]
+            outputs[i] = {**answer, "hand": hand.as_json(width, height) if hand else None}
         return BatchResult(outputs, timings)
 
 

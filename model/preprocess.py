@@ -36,6 +36,30 @@ def resize_image(image: torch.Tensor, config: PreprocessConfig = PREPROCESS) -> 
     return torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
 
 
+def hand_square(box: tuple[float, float, float, float], width: int, height: int,
+                config: PreprocessConfig = PREPROCESS) -> tuple[int, int, int]:
+    """(left, top, side) of the square the CNN reads around a hand's box (pixels), kept inside the image.
+
+    The square is `hand_crop` times the box's longer side, centred on it, then shrunk to the image's
+    shorter side and shifted inside: a hand that fills the photo gives (nearly) the whole photo.
+    """
+    left, top, right, bottom = box
+    side = min(max(right - left, bottom - top) * config.hand_crop, width, height)
+    side = max(round(side), 1)
+    x = round((left + right) / 2 - side / 2)
+    y = round((top + bottom) / 2 - side / 2)
+    return min(max(x, 0), width - side), min(max(y, 0), height - side), side
+
+
+def crop_to_hand(image: torch.Tensor, box: tuple[float, float, float, float] | None,
+                 config: PreprocessConfig = PREPROCESS) -> torch.Tensor:
+    """The view of RGB (3, H, W) `image` that the CNN reads: the square around the hand, or the whole frame."""
+    if box is None:
+        return image
+    left, top, side = hand_square(box, image.shape[2], image.shape[1], config)
+    return image[:, top : top + side, left : left + side]
+
+
 def to_unit_range(batch: torch.Tensor) -> torch.Tensor:
     """uint8 (N, 3, S, S) to float in [0, 1], the range Kornia's augmentations expect."""
     return batch.float().div(255.0)
@@ -53,11 +77,13 @@ def normalize_batch(batch: torch.Tensor, config: PreprocessConfig = PREPROCESS) 
     return normalize(to_unit_range(batch), config)
 
 
-def preprocess_images(images: list[torch.Tensor], config: PreprocessConfig = PREPROCESS) -> torch.Tensor:
-    """Decoded RGB uint8 images of any sizes to one network-input batch."""
-    return normalize_batch(torch.stack([resize_image(image, config) for image in images]), config)
+def cnn_input(image: torch.Tensor, box: tuple[float, float, float, float] | None,
+              config: PreprocessConfig = PREPROCESS) -> torch.Tensor:
+    """Decoded RGB uint8 (3, H, W) to the uint8 square the CNN reads: the hand's square if `box`, else the frame."""
+    return resize_image(crop_to_hand(image, box, config), config)
 
 
-def load_image(data: bytes, config: PreprocessConfig = PREPROCESS) -> torch.Tensor:
-    """Encoded bytes to the cached training form: RGB uint8 (3, S, S)."""
-    return resize_image(decode_image(data, config.max_pixels), config)
+def load_image(data: bytes, box: tuple[float, float, float, float] | None = None,
+               config: PreprocessConfig = PREPROCESS) -> torch.Tensor:
+    """Encoded bytes to the cached training form: RGB uint8 (3, S, S), around the hand `box` if given."""
+    return cnn_input(decode_image(data, config.max_pixels), box, config)

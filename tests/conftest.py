@@ -1,5 +1,6 @@
 """Shared fixtures: real images, the built archives, and one real TorchServe per test session."""
 
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -14,6 +15,7 @@ from client.settings import Server
 from hardening.images import sample_images  # noqa: F401  (re-exported for the tests)
 from harness.archives import MODEL_STORE, VARIANTS, shipped_archive
 from harness.server import private_torchserve
+from model.decode import decode_image
 from model.runtime import load_model
 from training.config import EXPORT_FILES, REPO, SAMPLES, SHARED_DATA
 
@@ -21,6 +23,29 @@ SHARED = SHARED_DATA
 EXPORTED = REPO / "build" / "export"
 ARCHIVES = tuple(shipped_archive(variant).name for variant in sorted(VARIANTS))
 VERSIONS = tuple(VARIANTS[variant][1] for variant in sorted(VARIANTS))
+
+
+ROBOFLOW = REPO / "samples" / "roboflow"
+MARKED = json.loads((ROBOFLOW / "hand_boxes.json").read_text())["boxes"]  # photo -> hand box marked by eye
+
+
+def photo(name: str) -> torch.Tensor:
+    """A marked roboflow photo, decoded."""
+    return decode_image((ROBOFLOW / name).read_bytes())
+
+
+def room_without_the_hand(name: str) -> torch.Tensor:
+    """The widest strip of a marked photo beside or above its hand: the same room, no hand."""
+    image = photo(name)
+    height, width = image.shape[1:]
+    left, top, right, _ = MARKED[name]
+    strips = {"left": left * width, "right": (1 - right) * width, "top": top * height}
+    side = max(strips, key=strips.get)
+    if side == "left":
+        return image[:, :, : int(left * width)]
+    if side == "right":
+        return image[:, :, int(right * width) :]
+    return image[:, : int(top * height)]
 
 
 def shared_path(*parts: str) -> Path:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from harness.archives import VARIANTS
+from model.hand_shape import load_hand_shape
 from tests.conftest import EXPORTED, REPO, exported
 from training.config import SAMPLE_SETS
 from training.evaluate import evaluate, in_process, named_sets, served
@@ -19,12 +20,15 @@ def sample_sets():
 
 
 def test_loop_counts_add_up(sample_sets):
-    results = evaluate(in_process(exported("int8"), None), sample_sets)
+    results = evaluate(in_process(exported("int8"), None, load_hand_shape()), sample_sets)
     assert list(results) == ["samples/asl2text", "samples/roboflow"]
     for name, result in results.items():
         assert result.images == len(sample_sets[name]) == int(result.confusion.sum())
         assert result.accuracy == pytest.approx(float(result.confusion.trace()) / result.images)
         assert set(result.per_class) == {s.path.parent.name for s in sample_sets[name]}
+        assert set(result.parts) == {"hand_found", "cnn_alone", "landmarks_alone"}
+        assert all(0 <= value <= 1 for value in result.parts.values())
+    assert results["samples/roboflow"].parts["hand_found"] == 1.0  # every marked roboflow hand is found
     assert len(results["samples/roboflow"].per_class) == 26  # letters only: no del, nothing, space
 
 
@@ -38,8 +42,10 @@ def test_command_writes_every_set_and_variant_and_a_figure_each(tmp_path, sample
     for sets in summary.values():
         assert {name: result["images"] for name, result in sets.items()} == {
             name: len(samples) for name, samples in sample_sets.items()}
-        assert all(0 <= result["accuracy"] <= 1 for result in sets.values())
-    assert report.read_text().startswith("#")
+        assert all(0 <= result[key] <= 1 for result in sets.values()
+                   for key in ("accuracy", "hand_found", "cnn_alone", "landmarks_alone"))
+    text = report.read_text()
+    assert text.startswith("#") and "## The hand-aware pipeline (int8)" in text
     assert sorted(p.name for p in (tmp_path / "figures" / "evaluation").iterdir()) == [
         "samples_asl2text.png", "samples_roboflow.png"]
 
@@ -50,10 +56,11 @@ def test_served_and_in_process_evaluation_agree(torchserve, sample_sets, variant
     differently in the server's smaller batches, so one image in all may differ, no more."""
     server = torchserve.server
     remote = served(server.inference_url, version, server.key_file)
-    local = in_process(exported(variant), None)
+    local = in_process(exported(variant), None, load_hand_shape())
     differing = 0
     for samples in sample_sets.values():
-        (labels, remote_predictions), (local_labels, local_predictions) = remote(samples), local(samples)
-        assert torch.equal(labels, local_labels)
-        differing += int((remote_predictions != local_predictions).sum())
+        remote_answers, local_answers = remote(samples), local(samples)
+        assert torch.equal(remote_answers.labels, local_answers.labels)
+        assert torch.equal(remote_answers.found, local_answers.found)  # the same hands found
+        differing += int((remote_answers.predictions != local_answers.predictions).sum())
     assert differing <= 1

@@ -10,7 +10,8 @@ from PIL import Image
 
 from model.config import PREPROCESS
 from model.decode import decode_image
-from model.preprocess import load_image, normalize_batch, preprocess_images, resize_image
+from model.hands import HandLandmarker
+from model.preprocess import cnn_input, load_image, normalize_batch, resize_image
 from tests.conftest import sample_images
 from training.config import SAMPLE_SETS, WEIGHTS
 from training.export import load_trained
@@ -33,6 +34,11 @@ def upscaled(path: Path, size: tuple[int, int]) -> torch.Tensor:
     """A committed photo blown up to a phone camera's size (width, height), as an upload would be."""
     with Image.open(path) as image:
         return torch.from_numpy(np.array(image.convert("RGB").resize(size, Image.Resampling.BICUBIC))).permute(2, 0, 1)
+
+
+def preprocess_images(images: list[torch.Tensor]) -> torch.Tensor:
+    """What the pipeline feeds the CNN for frames without a hand."""
+    return normalize_batch(torch.stack([cnn_input(image, None) for image in images]))
 
 
 def test_solid_colour_gives_the_normalised_constants():
@@ -65,11 +71,18 @@ def test_resize_agrees_with_pillow_antialiased_resize():
 
 
 def test_training_cache_form_feeds_the_same_tensor_as_serving():
-    for path, _ in sample_images()[:6]:
+    landmarker = HandLandmarker()
+    boxes = 0
+    for path in HANDS[:3] + [p for p, _ in sample_images()[:3]]:
         data = path.read_bytes()
-        served = preprocess_images([decode_image(data)])
-        trained = normalize_batch(load_image(data).unsqueeze(0))
+        image = decode_image(data)
+        hand = landmarker(image)
+        box = hand.box if hand else None
+        boxes += box is not None
+        served = normalize_batch(cnn_input(image, box).unsqueeze(0))
+        trained = normalize_batch(load_image(data, box).unsqueeze(0))
         assert float((served - trained).abs().max()) <= 1e-5
+    assert boxes >= 3  # hand squares and whole frames both checked
 
 
 def test_resize_is_kornia_float_resize_below_a_factor_of_two():

@@ -11,10 +11,22 @@ import requests
 
 from client.rest import RestClient
 from handler.asl_handler import EVALUATION, METADATA
-from harness.archives import CORE_MODULES, MODEL_STORE, model_config
+from hardening.images import encode
+from harness.archives import CORE_FILES, MODEL_STORE, model_config
 from harness.server import private_torchserve
 from model.classes import CLASS_NAMES
-from tests.conftest import ARCHIVES, REPO, VERSIONS, sample_images, samples, shared_path
+from tests.conftest import (
+    ARCHIVES,
+    MARKED,
+    REPO,
+    ROBOFLOW,
+    VERSIONS,
+    room_without_the_hand,
+    sample_images,
+    samples,
+    shared_path,
+)
+from training.arms_length import to_pil
 
 
 def post(server, body: bytes | None = None, version: str | None = None, headers: dict | None = None, **kw):
@@ -122,12 +134,12 @@ def test_archives_carry_the_same_core_and_nothing_else():
     for name in ARCHIVES:
         with zipfile.ZipFile(REPO / "model_store" / name) as archive:
             names = set(archive.namelist())
-            for module in CORE_MODULES:
-                assert archive.read(f"model/{module}") == (REPO / "model" / module).read_bytes()
+            for member in CORE_FILES:
+                assert archive.read(f"model/{member}") == (REPO / "model" / member).read_bytes()
             manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
             metadata = json.loads(archive.read(METADATA))
         assert manifest["model"]["modelName"] == "asl"
-        expected = {f"model/{m}" for m in CORE_MODULES} | {
+        expected = {f"model/{m}" for m in CORE_FILES} | {
             "MAR-INF/MANIFEST.json", "asl_handler.py", "index_to_name.json", "model-config.yaml", METADATA,
             manifest["model"]["serializedFile"],
         }
@@ -162,3 +174,18 @@ def test_one_bad_image_fails_alone_in_its_batch(batching_server):
     batches = samples(server, "asl_batch_size")
     assert (batches["asl_batch_size_count"], batches["asl_batch_size_sum"]) == (1, 8)  # all eight in one batch
     assert [w["pid"] for w in rest.describe()[0]["workers"]] == pids_before
+
+
+def test_answers_carry_the_hand_or_null(torchserve):
+    """A marked photo's answer places the hand on the marked one; a photo of the same room without the hand
+    is answered as usual, with `hand` null."""
+    name = sorted(MARKED)[0]
+    answer = post(torchserve.server, (ROBOFLOW / name).read_bytes()).json()
+    hand = answer["hand"]
+    assert set(hand) == {"box", "landmarks", "handedness", "score"} and len(hand["landmarks"]) == 21
+    left, top, right, bottom = hand["box"]
+    marked = MARKED[name]
+    assert marked[0] - 0.05 <= left < right <= marked[2] + 0.05
+    assert marked[1] - 0.05 <= top < bottom <= marked[3] + 0.05
+    room = post(torchserve.server, encode(to_pil(room_without_the_hand(name).contiguous()), "PNG"))
+    assert room.status_code == 200 and room.json()["hand"] is None and room.json()["label"] in CLASS_NAMES

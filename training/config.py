@@ -39,6 +39,7 @@ class AugmentConfig:
     zoom_out: float = 0.8  # affine scale down to this, for hands small in the frame
     background_p: float = 0.8  # cut-out hands (black surround) pasted onto a room photo
     cutout_threshold: float = 0.08  # pixels darker than this (max over RGB, [0, 1]) count as surround
+    arms_length_whole_frame: float = 0.15  # arm's-length copies read whole, as when a small hand goes unseen
 
 
 @dataclass(frozen=True)

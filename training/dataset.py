@@ -1,4 +1,8 @@
-"""Folder-per-class image trees to uint8 tensors: scanning, block-wise validation split, decode cache."""
+"""Folder-per-class image trees to the CNN's uint8 inputs: scanning, block-wise validation split, decode cache.
+
+Each photo becomes what the served CNN reads: the square around its hand (`training.landmarks` finds
+the hands once), or the whole frame where no hand is found.
+"""
 
 import hashlib
 import random
@@ -17,6 +21,7 @@ from model.config import PREPROCESS
 from model.decode import ImageError
 from model.preprocess import load_image
 from training.config import SplitConfig
+from training.landmarks import HandSet, find_hands
 
 GENERIC_DIR_NAMES = {"train", "training", "val", "test", "images", "asl_alphabet_train"}
 TRAILING_NUMBER = re.compile(r"(\d+)$")
@@ -117,32 +122,44 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __add__(self, other: "ImageSet") -> "ImageSet":
+        return ImageSet(torch.cat([self.images, other.images]), torch.cat([self.labels, other.labels]),
+                        self.sources + other.sources, self.skipped + other.skipped)
 
-def _cache_path(samples: list[Sample], cache_dir: Path) -> Path:
-    """Keyed by the files and by the code that decodes and resizes them, so an edit there never reads stale images."""
+
+def _cache_path(samples: list[Sample], hands: HandSet, cache_dir: Path) -> Path:
+    """Keyed by the files, their hands and the code that decodes, crops and resizes them, so an edit there
+    never reads stale images."""
     digest = hashlib.sha256(f"{PREPROCESS}|kornia-rs {kornia_rs.__version__}".encode())
     for module in (decode, preprocess):
         digest.update(Path(module.__file__).read_bytes())
+    digest.update(hands.landmarks.numpy().tobytes())
     for s in samples:
         stat = s.path.stat()
         digest.update(f"{s.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{s.label}".encode())
     return cache_dir / f"{digest.hexdigest()[:20]}.pt"
 
 
-def _read(path: Path) -> torch.Tensor | None:
+def _read(path: Path, box: tuple[float, float, float, float] | None) -> torch.Tensor | None:
     try:
-        return load_image(path.read_bytes())
+        return load_image(path.read_bytes(), box)
     except (ImageError, OSError):
         return None
 
 
-def load_images(samples: list[Sample], cache_dir: Path | None = None, desc: str = "decode") -> ImageSet:
-    """Decode every sample once through the shared preprocessing; reuse the cache when files are unchanged."""
-    cache = _cache_path(samples, cache_dir) if cache_dir else None
+def load_images(samples: list[Sample], cache_dir: Path | None = None, desc: str = "decode",
+                hands: HandSet | None = None) -> ImageSet:
+    """Every sample as the CNN reads it, decoded once; reuse the cache when files and hands are unchanged.
+
+    `hands` are the samples' hands if already found; otherwise they are found (and cached) here.
+    """
+    hands = hands if hands is not None else find_hands([s.path for s in samples], desc=f"{desc}: hands")
+    cache = _cache_path(samples, hands, cache_dir) if cache_dir else None
     if cache and cache.exists():
         return ImageSet(**torch.load(cache, weights_only=False))
+    boxes = [hands.box(i) for i in range(len(samples))]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        decoded = list(tqdm(pool.map(_read, [s.path for s in samples]), total=len(samples), desc=desc))
+        decoded = list(tqdm(pool.map(_read, [s.path for s in samples], boxes), total=len(samples), desc=desc))
     kept = [(s, img) for s, img in zip(samples, decoded, strict=True) if img is not None]
     size = PREPROCESS.image_size
     image_set = ImageSet(

@@ -5,8 +5,10 @@
     python -m training.evaluate --url http://127.0.0.1:8080 [--version 1.0-int8 --version 1.0-fp32]
 
 Prints per-set and per-class accuracy, writes reports/evaluation.md (and .json: variant -> set ->
-images, accuracy) and a confusion matrix figure per set. Test splits are for reporting only: model
-selection uses the validation blocks.
+images, accuracy, and for the hand-aware pipeline the hand-found rate and the CNN and the landmark
+classifier alone) and a confusion matrix figure per set. The arm's-length versions of the sets
+(`python -m training.arms_length`, `make evaluate` writes them first) are evaluated beside them. Test
+splits are for reporting only: model selection uses the validation blocks.
 """
 
 import argparse
@@ -20,30 +22,46 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from model.classes import CLASS_NAMES
+from model.classes import CLASS_NAMES, NOTHING
+from model.hand_shape import HAND_SHAPE_WEIGHTS, HandShapeNet, load_hand_shape
 from model.runtime import load_model
 from training import figures
+from training.arms_length import SUFFIX, arms_length_dir
 from training.config import EXPORT_FILES, SAMPLE_SETS, TEST_SETS, WEIGHTS, TrainConfig
-from training.dataset import Sample, load_images, scan, split_by_blocks
+from training.dataset import Sample, scan, split_by_blocks
 from training.export import load_trained
-from training.metrics import confusion_matrix, predict_logits
+from training.hand_shape import fused_logits, score_set
+from training.metrics import confusion_matrix
 
 REPORT = Path("reports/evaluation.md")
 VARIANTS = ("int8", "fp32", "eager", "onnx-int8", "onnx-fp32")  # the first one given draws the confusion figures
 NO_ANSWER = -1  # a served request that failed counts as wrong
 
-# Samples in, (true labels, predicted labels) out.
-Predictor = Callable[[list[Sample]], tuple[torch.Tensor, torch.Tensor]]
+
+@dataclass
+class Answers:
+    """A predictor's answers for one set: what the pipeline answers, and where known, its parts."""
+
+    labels: torch.Tensor
+    predictions: torch.Tensor  # the answer: the fusion where a hand was found, the CNN alone elsewhere
+    found: torch.Tensor | None = None  # a hand was found
+    cnn: torch.Tensor | None = None  # the CNN alone
+    landmarks: torch.Tensor | None = None  # the landmark classifier alone; `nothing` where no hand was found
+
+
+# Samples in, answers out.
+Predictor = Callable[[list[Sample]], Answers]
 
 
 @dataclass
 class SetResult:
-    """One variant on one set: accuracy, per-class accuracy and the confusion counts."""
+    """One variant on one set: accuracy, per-class accuracy, the confusion counts and the pipeline's parts."""
 
     images: int
     accuracy: float
     per_class: dict[str, float]
     confusion: torch.Tensor
+    parts: dict[str, float]  # hand_found, cnn_alone, landmarks_alone: those the predictor knows
 
 
 def named_sets(dirs: list[Path]) -> dict[str, list[Sample]]:
@@ -52,24 +70,33 @@ def named_sets(dirs: list[Path]) -> dict[str, list[Sample]]:
 
 
 def default_sets(config: TrainConfig) -> dict[str, list[Sample]]:
-    """Every test/ split under the shared data, then each source's validation blocks; without the
-    shared data, the committed samples."""
+    """Every test/ split under the shared data, then each source's validation blocks, each followed by its
+    arm's-length version where `training.arms_length` wrote one; without the shared data, the committed samples."""
     roots = [d for d in config.data if d.is_dir()]
     if not roots:
         return named_sets(list(SAMPLE_SETS))
-    sets = named_sets([d for d in TEST_SETS if d.is_dir()])
+    split_sets = {(d.parent.name, d.name): scan([d]) for d in TEST_SETS if d.is_dir()}
     _, validation = split_by_blocks(scan(roots), config.split, config.seed)
     for source in sorted({s.source for s in validation}):
-        sets[f"{source}/validation"] = [s for s in validation if s.source == source]
+        split_sets[source, "validation"] = [s for s in validation if s.source == source]
+    sets = {}
+    for (source, split), samples in split_sets.items():
+        sets[f"{source}/{split}"] = samples
+        if (framed := arms_length_dir(source, split)).is_dir():
+            sets[f"{source}/{split}{SUFFIX}"] = scan([framed])
     return sets
 
 
-def in_process(model: Callable, cache_dir: Path | None) -> Predictor:
-    """Decoded through the shared preprocessing, as training and serving do; unreadable files are skipped."""
+def in_process(model: Callable, cache_dir: Path | None, hand_shape: tuple[HandShapeNet, float]) -> Predictor:
+    """The served pipeline's stages from the caches (hands, hand squares), with this variant as the CNN;
+    unreadable files are skipped."""
+    net, weight = hand_shape
 
-    def predict(samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
-        images = load_images(samples, cache_dir, "decode")
-        return images.labels, predict_logits(model, images.images).argmax(1)
+    def predict(samples: list[Sample]) -> Answers:
+        scored = score_set(samples, model, net, cache_dir)
+        landmarks = torch.where(scored.found, scored.shape.argmax(1), NOTHING)
+        return Answers(scored.labels, fused_logits(scored.cnn, scored.shape, scored.found, weight).argmax(1),
+                       scored.found, scored.cnn.argmax(1), landmarks)
 
     return predict
 
@@ -81,18 +108,20 @@ def served(url: str, version: str | None, key_file: Path) -> Predictor:
 
     client = RestClient(Server(inference_url=url, key_file=key_file))
 
-    def answer(path: Path) -> int:
-        """The served label; a refused image counts as wrong, any other failure (server down, bad token,
-        unknown version) stops the run instead of reporting 0%."""
+    def answer(path: Path) -> tuple[int, bool]:
+        """The served label and whether a hand was found; a refused image counts as wrong, any other
+        failure (server down, bad token, unknown version) stops the run instead of reporting 0%."""
         try:
-            return CLASS_NAMES.index(client.predict(path, version)["label"])
+            answered = client.predict(path, version)
         except ImageRejected as error:
             print(f"{path}: {error}")
-            return NO_ANSWER
+            return NO_ANSWER, False
+        return CLASS_NAMES.index(answered["label"]), answered.get("hand") is not None
 
-    def predict(samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(samples: list[Sample]) -> Answers:
         labels = torch.tensor([s.label for s in samples], dtype=torch.long)
-        return labels, torch.tensor([answer(s.path) for s in tqdm(samples, desc=url, leave=False)])
+        answers = [answer(s.path) for s in tqdm(samples, desc=url, leave=False)]
+        return Answers(labels, torch.tensor([a[0] for a in answers]), torch.tensor([a[1] for a in answers]))
 
     return predict
 
@@ -101,7 +130,8 @@ def evaluate(predict: Predictor, sets: dict[str, list[Sample]]) -> dict[str, Set
     """The one evaluation loop: every set through one predictor."""
     results = {}
     for name, samples in sets.items():
-        labels, predictions = predict(samples)
+        answers = predict(samples)
+        labels, predictions = answers.labels, answers.predictions
         correct = predictions == labels
         per_class = {
             CLASS_NAMES[c]: float(correct[labels == c].float().mean()) for c in sorted(set(labels.tolist()))
@@ -112,8 +142,16 @@ def evaluate(predict: Predictor, sets: dict[str, list[Sample]]) -> dict[str, Set
             accuracy=float(correct.float().mean()) if len(labels) else 0.0,
             per_class=per_class,
             confusion=confusion_matrix(predictions[answered], labels[answered]),
+            parts=parts(answers),
         )
     return results
+
+
+def parts(answers: Answers) -> dict[str, float]:
+    """The hand-found rate and the accuracy of each part alone, as far as the predictor knows them."""
+    known = {"hand_found": answers.found, "cnn_alone": answers.cnn, "landmarks_alone": answers.landmarks}
+    return {name: float((values if name == "hand_found" else values == answers.labels).float().mean())
+            for name, values in known.items() if values is not None and len(values)}
 
 
 def load_variant(name: str, export_dir: Path, weights: Path) -> Callable:
@@ -150,6 +188,7 @@ def render(results: dict[str, dict[str, SetResult]], command: str, figures: str)
         if delta:
             cells.append(f"{(results['int8'][name].accuracy - results['fp32'][name].accuracy) * 100:+.2f}")
         lines.append(f"| {name} | {result.images} | " + " | ".join(cells) + " |")
+    lines += render_parts(variants[0], first)
     lines += ["", f"## Per class ({variants[0]})", "", "| class | " + " | ".join(first) + " |",
               "|---|" + "---:|" * len(first)]
     for label in CLASS_NAMES:
@@ -158,6 +197,27 @@ def render(results: dict[str, dict[str, SetResult]], command: str, figures: str)
     lines += ["", f"## Confusion matrices ({variants[0]})", ""]
     lines += [f"![{name}]({figures}/{figure_name(name)})" for name in first]
     return "\n".join(lines) + "\n"
+
+
+PART_NAMES = {"hand_found": "hand found", "cnn_alone": "CNN alone", "landmarks_alone": "landmarks alone"}
+
+
+def render_parts(variant: str, results: dict[str, SetResult]) -> list[str]:
+    """The hand-aware pipeline's parts per set: how often a hand was found, and each classifier alone."""
+    known = [part for part in PART_NAMES if any(part in r.parts for r in results.values())]
+    if not known:
+        return []
+    lines = ["", f"## The hand-aware pipeline ({variant})", "",
+             "Where a hand is found, the CNN reads the square around it and its answer is fused with the landmark "
+             "classifier's; elsewhere the CNN reads the whole frame and answers alone (the landmark classifier "
+             "alone then answers `nothing`). `-arms-length` sets are the same photos shrunk into a room frame "
+             "(`python -m training.arms_length`).", "",
+             "| set | " + " | ".join(PART_NAMES[p] for p in known) + " | fused (the answer) |",
+             "|---|" + "---:|" * (len(known) + 1)]
+    for name, result in results.items():
+        cells = [f"{result.parts[p]:.2%}" if p in result.parts else "" for p in known]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {result.accuracy:.2%} |")
+    return lines
 
 
 def figure_name(set_name: str) -> str:
@@ -173,7 +233,9 @@ def write_outputs(results: dict[str, dict[str, SetResult]], command: str, report
         )
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(render(results, command, figure_folder(report)))
-    summary = {variant: {name: {"images": r.images, "accuracy": round(r.accuracy, 4)} for name, r in sets.items()}
+    summary = {variant: {name: {"images": r.images, "accuracy": round(r.accuracy, 4),
+                                **{part: round(value, 4) for part, value in r.parts.items()}}
+                         for name, r in sets.items()}
                for variant, sets in results.items()}
     report.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
 
@@ -184,6 +246,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="in-process models")
     parser.add_argument("--export-dir", type=Path, default=Path("build/export"), help="the exported files")
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help="state dict for the eager variant")
+    parser.add_argument("--hand-shape", type=Path, default=HAND_SHAPE_WEIGHTS,
+                        help="the landmark classifier and fusion weight (training.hand_shape)")
     parser.add_argument("--url", help="evaluate through a served model at this inference URL instead")
     parser.add_argument("--version", action="append", help="with --url: a model version (repeatable; default: the "
                         "server's default version)")
@@ -197,7 +261,8 @@ def main() -> None:
     if args.url:
         predictors = {f"served {v or 'default'}": served(args.url, v, args.key_file) for v in args.version or [None]}
     else:
-        predictors = {v: in_process(load_variant(v, args.export_dir, args.weights), config.cache_dir)
+        hand_shape = load_hand_shape(args.hand_shape)
+        predictors = {v: in_process(load_variant(v, args.export_dir, args.weights), config.cache_dir, hand_shape)
                       for v in args.variants}
     results = {}
     for name, predict in predictors.items():

@@ -18,12 +18,14 @@ from tqdm import tqdm
 
 from model.classes import CLASS_NAMES, NOTHING
 from model.config import NETWORK, PREPROCESS
+from model.decode import decode_image
 from model.network import ASLNet, build_network, count_parameters
 from model.preprocess import normalize, to_unit_range
-from training import figures
+from training import arms_length, figures
 from training.augment import BackgroundPaste, build_augmentation, is_cutout
 from training.config import TrainConfig
-from training.dataset import ImageSet, load_images, scan, split_by_blocks
+from training.dataset import ImageSet, Sample, load_images, scan, split_by_blocks
+from training.landmarks import HandSet, find_hands
 from training.metrics import accuracy_by_source, confusion_matrix, predict_logits
 from training.sampling import balanced_weights, draw_epoch
 
@@ -49,16 +51,31 @@ def set_train_mode(net: ASLNet, frozen: int) -> None:
         block.eval()  # frozen batch-norm statistics stay as pretrained
 
 
+def with_arms_length(samples: list[Sample], hands: HandSet, photos: ImageSet, config: TrainConfig,
+                     seed: int) -> ImageSet:
+    """`photos` (the samples as the CNN reads them) and an arm's-length version of each: the photo shrunk
+    into a room of the same split's `nothing` photos, as `python -m training.arms_length` frames test sets."""
+    rooms = [decode_image(s.path.read_bytes()) for s in samples if s.label == NOTHING]
+    if not rooms:
+        print("no `nothing` photos to use as rooms: no arm's-length copies")
+        return photos
+    return photos + arms_length.training_images(samples, hands, rooms, config.augment.arms_length_whole_frame, seed)
+
+
 def load_data(config: TrainConfig, rank: int, world: int) -> tuple[ImageSet, ImageSet]:
+    """Training and validation images as the CNN reads them, each also at arm's length."""
     samples = scan(list(config.data), config.limit_per_class)
     train_samples, val_samples = split_by_blocks(samples, config.split, config.seed)
     if rank != 0:
-        dist.barrier()  # rank 0 decodes and fills the cache first
-    train = load_images(train_samples, config.cache_dir, "decode train")
-    validation = load_images(val_samples, config.cache_dir, "decode validation")
+        dist.barrier()  # rank 0 finds the hands, decodes and fills the caches first
+    sets = []
+    for name, part in (("train", train_samples), ("validation", val_samples)):
+        hands = find_hands([s.path for s in part], desc=f"hands {name}")
+        photos = load_images(part, config.cache_dir, f"decode {name}", hands)
+        sets.append(with_arms_length(part, hands, photos, config, config.seed + len(sets)))
     if rank == 0 and world > 1:
         dist.barrier()
-    return train, validation
+    return sets[0], sets[1]
 
 
 def train_epoch(net, model, train: ImageSet, weights, paste, augment, optimizer, scheduler, config, epoch, rank, world):

@@ -18,15 +18,16 @@ from loadtests.bench.grid import Grid
 from loadtests.bench.results import Limit
 from loadtests.bench.together import processes
 from loadtests.images import image_paths
-from model.pipeline import Classifier, elapsed_ms
+from model.pipeline import Classifier, HandReader, elapsed_ms
 from model.runtime import use_threads
 
 CLASSIFY = "loadtests.bench.limit:classify_for"
 
 
 @cache
-def classifier(mar: Path) -> Classifier:
-    return Classifier(load_model(mar))
+def classifier(mar: Path, threads: int) -> Classifier:
+    """The archive's CNN with the hand-aware stages, as the handler builds it."""
+    return Classifier(load_model(mar, threads), hands=HandReader.load(threads))
 
 
 @cache
@@ -38,7 +39,7 @@ def classify_for(start: Barrier, mar: Path, folder: Path, batch: int, threads: i
                  seconds: float) -> tuple[float, list[float]]:
     """Images/s and the time of each call (ms) of this process classifying batches of `batch` photos."""
     use_threads(threads)  # as the handler does
-    pipeline, images = classifier(mar), photos(folder)
+    pipeline, images = classifier(mar, threads), photos(folder)
     batches = [images[i:i + batch] for i in range(0, len(images) - batch + 1, batch)] or [images[:batch]]
     for chunk in batches[:2]:  # warm-up
         pipeline.classify(chunk)

@@ -1,0 +1,218 @@
+"""Where the hand is: MediaPipe's palm detector, then its hand-landmark model on the rotated hand ROI.
+
+Both are Apache-2.0 `.tflite` files from the `mediapipe==0.10.14` wheel (`model/weights/README.md`),
+run with LiteRT (`ai-edge-litert`) without the `mediapipe` package. This module re-implements the
+graph around them, as MediaPipe's hand-landmark tracking does on the CPU: letterbox, SSD anchor
+decoding, weighted non-maximum suppression, palm to rotated ROI, crop, landmarks back to the image.
+Coordinates are pixels of the decoded image; `Hand.as_json` gives fractions of its width and height.
+"""
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import kornia_rs
+import numpy as np
+import torch
+from ai_edge_litert.interpreter import Interpreter
+
+from model.config import HANDS, HandsConfig
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WRIST, MIDDLE_MCP = 0, 9  # landmark indices: the hand's up direction runs from the wrist to the middle finger
+PALM_WRIST, PALM_MIDDLE = 0, 2  # palm-detector keypoints for the same direction
+
+
+@dataclass(frozen=True)
+class Roi:
+    """A rotated square in pixels: centre, side and angle (radians, clockwise on screen, 0 = fingers up)."""
+
+    x: float
+    y: float
+    size: float
+    angle: float
+
+    def to_crop(self, side: int) -> np.ndarray:
+        """The 2x3 affine from image pixels to a `side` x `side` crop of this square, fingers up."""
+        cos, sin = math.cos(self.angle), math.sin(self.angle)
+        scale = side / self.size
+        # inverse of: image = centre + size * R(angle) @ (crop / side - 1/2), pixel centres at +0.5
+        rotation = np.array([[cos, sin], [-sin, cos]]) * scale
+        offset = side / 2 - 0.5 - rotation @ np.array([self.x, self.y])
+        return np.hstack([rotation, offset[:, None]])
+
+    def from_crop(self, points: np.ndarray, side: int) -> np.ndarray:
+        """Crop pixels (N, 2) back to image pixels."""
+        cos, sin = math.cos(self.angle), math.sin(self.angle)
+        rotation = np.array([[cos, -sin], [sin, cos]])
+        unit = (points + 0.5) / side - 0.5
+        return unit @ rotation.T * self.size + np.array([self.x, self.y])
+
+
+@dataclass(frozen=True)
+class Hand:
+    """One hand: 21 landmarks (x, y in pixels; z relative depth, in pixels of x), the signer's hand, scores."""
+
+    landmarks: np.ndarray  # (21, 3) float32
+    handedness: str  # "Right" or "Left": the signer's hand in a photo as a camera takes it (not mirrored)
+    score: float  # the landmark model's hand-presence probability
+    roi: Roi | None = None  # the square the landmarks were read in (not kept in the training cache)
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """Left, top, right, bottom of the landmarks, in pixels."""
+        (left, top), (right, bottom) = self.landmarks[:, :2].min(0), self.landmarks[:, :2].max(0)
+        return float(left), float(top), float(right), float(bottom)
+
+    def as_json(self, width: int, height: int) -> dict:
+        """The answer's `hand` field: box and landmarks as fractions of the image's width and height."""
+        scale = np.array([width, height, width], dtype=np.float64)
+        left, top, right, bottom = self.box
+        return {
+            "box": [round(v, 4) for v in (left / width, top / height, right / width, bottom / height)],
+            "landmarks": np.round(self.landmarks / scale, 4).tolist(),
+            "handedness": self.handedness,
+            "score": round(self.score, 4),
+        }
+
+
+def ssd_anchors(config: HandsConfig = HANDS) -> np.ndarray:
+    """(N, 2) anchor centres as fractions of the palm input: MediaPipe's SsdAnchorsCalculator with
+    fixed-size anchors, two per cell and layer, layers of one stride sharing a grid."""
+    centres = []
+    strides = list(config.anchor_strides)
+    while strides:
+        stride, per_cell = strides[0], 2 * strides.count(strides[0])
+        strides = [s for s in strides if s != stride]
+        cells = math.ceil(config.palm_size / stride)
+        ys, xs = np.meshgrid((np.arange(cells) + 0.5) / cells, (np.arange(cells) + 0.5) / cells, indexing="ij")
+        grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+        centres.append(np.repeat(grid, per_cell, axis=0))
+    return np.concatenate(centres).astype(np.float32)
+
+
+def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[tuple[np.ndarray, float]]:
+    """MediaPipe's weighted NMS: each kept detection is the score-weighted mean of those overlapping it.
+
+    `boxes` rows are (x_min, y_min, x_max, y_max, then keypoints); returns (row, best score) pairs.
+    """
+    order = list(np.argsort(-scores))
+    kept = []
+    while order:
+        best = order[0]
+        rest = np.array(order)
+        overlap = _iou(boxes[best, :4], boxes[rest, :4]) > iou
+        group = rest[overlap]
+        weights = scores[group][:, None]
+        kept.append(((boxes[group] * weights).sum(0) / weights.sum(), float(scores[best])))
+        order = list(rest[~overlap])
+    return kept
+
+
+def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    top_left = np.maximum(box[:2], others[:, :2])
+    bottom_right = np.minimum(box[2:], others[:, 2:])
+    inter = np.clip(bottom_right - top_left, 0, None).prod(1)
+    area = (box[2:] - box[:2]).prod()
+    areas = (others[:, 2:] - others[:, :2]).prod(1)
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+def _normalize_angle(angle: float) -> float:
+    return angle - 2 * math.pi * math.floor((angle + math.pi) / (2 * math.pi))
+
+
+def up_angle(start: np.ndarray, end: np.ndarray) -> float:
+    """Rotation that turns the direction start -> end (pixels) to point up the screen."""
+    return _normalize_angle(math.pi / 2 - math.atan2(-(end[1] - start[1]), end[0] - start[0]))
+
+
+class HandLandmarker:
+    """Palm detection and hand landmarks on RGB uint8 images (3, H, W), one interpreter per model."""
+
+    def __init__(self, threads: int = 1, config: HandsConfig = HANDS, weights_dir: Path = WEIGHTS_DIR):
+        self.config = config
+        self.palm = _Model(weights_dir / config.palm_model, threads)
+        self.landmark = _Model(weights_dir / config.landmark_model, threads)
+        self.anchors = ssd_anchors(config)
+
+    def __call__(self, image: torch.Tensor) -> Hand | None:
+        """The most confident hand in `image`, or None; a frame-filling hand is looked for again with a margin."""
+        if min(image.shape[1:]) < self.config.min_side:
+            return None
+        pixels = image.permute(1, 2, 0).numpy()
+        for padding in (0.0, self.config.retry_padding):
+            hands = [self.landmarks(pixels, roi) for roi in self.palm_rois(pixels, padding)]
+            hands = [hand for hand in hands if hand.score >= self.config.min_hand_score]
+            if hands:
+                return max(hands, key=lambda hand: hand.score)
+        return None
+
+    def palm_rois(self, pixels: np.ndarray, padding: float = 0.0) -> list[Roi]:
+        """Hand ROIs of the palms found in HxWx3 uint8 `pixels`, most confident first.
+
+        The image is letterboxed into the palm input with `padding` (a fraction of its long side) on every side.
+        """
+        size = self.config.palm_size
+        height, width = pixels.shape[:2]
+        scale = size / (max(height, width) * (1 + 2 * padding))
+        inner = (max(1, round(height * scale)), max(1, round(width * scale)))
+        canvas = np.zeros((size, size, 3), dtype=np.uint8)
+        top, left = (size - inner[0]) // 2, (size - inner[1]) // 2
+        canvas[top : top + inner[0], left : left + inner[1]] = kornia_rs.imgproc.resize(
+            np.ascontiguousarray(pixels), inner, "bilinear", antialias=True
+        )
+        raw_boxes, raw_scores = self.palm(canvas)
+        scores = 1 / (1 + np.exp(-np.clip(raw_scores[:, 0], -100, 100)))
+        found = scores >= self.config.min_palm_score
+        if not found.any():
+            return []
+        raw, anchors = raw_boxes[found] / size, self.anchors[found]
+        centre = raw[:, :2] + anchors
+        corners = np.hstack([centre - raw[:, 2:4] / 2, centre + raw[:, 2:4] / 2])
+        keypoints = raw[:, 4:].reshape(len(raw), -1, 2) + anchors[:, None]
+        detections = weighted_nms(np.hstack([corners, keypoints.reshape(len(raw), -1)]), scores[found],
+                                  self.config.nms_iou)
+        # letterbox fractions to image pixels: canvas pixel / scale, less the offset of the image in it
+        offset = np.array([left, top]) / scale
+        rois = []
+        for row, _ in detections[: self.config.max_hands]:
+            points = row.reshape(-1, 2) * size / scale - offset  # box corners, then the 7 keypoints
+            (x0, y0), (x1, y1), keypoints_px = points[0], points[1], points[2:]
+            angle = up_angle(keypoints_px[PALM_WRIST], keypoints_px[PALM_MIDDLE])
+            rois.append(self._hand_roi((x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0), angle))
+        return rois
+
+    def _hand_roi(self, x: float, y: float, side: float, angle: float) -> Roi:
+        """MediaPipe's RectTransformation of the palm box: shifted along the hand's up direction, enlarged."""
+        shift = side * self.config.roi_shift_y
+        return Roi(x - shift * math.sin(angle), y + shift * math.cos(angle), side * self.config.roi_scale, angle)
+
+    def landmarks(self, pixels: np.ndarray, roi: Roi) -> Hand:
+        """The landmark model on `roi` of HxWx3 uint8 `pixels`."""
+        side = self.config.landmark_size
+        matrix = tuple(roi.to_crop(side).ravel().tolist())
+        crop = kornia_rs.imgproc.warp_affine(np.ascontiguousarray(pixels), matrix, (side, side), "bilinear")
+        points, presence, left_in_mirror, _world = self.landmark(np.asarray(crop))
+        points = points.reshape(21, 3)
+        xy = roi.from_crop(points[:, :2], side)
+        z = points[:, 2:] * roi.size / side
+        # The model names the hand as in a mirrored (selfie) view; photos come unmirrored, so it is the other one.
+        handedness = "Right" if float(left_in_mirror[0]) >= 0.5 else "Left"
+        return Hand(np.hstack([xy, z]).astype(np.float32), handedness, float(presence[0]), roi)
+
+
+class _Model:
+    """One LiteRT interpreter: uint8 HxWx3 in, [0, 1] float input, every output as a flat array."""
+
+    def __init__(self, path: Path, threads: int):
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]["index"]
+        details = sorted(self.interpreter.get_output_details(), key=lambda detail: detail["name"])
+        self.outputs = [detail["index"] for detail in details]  # Identity, Identity_1, ...: the graph's order
+
+    def __call__(self, pixels: np.ndarray) -> list[np.ndarray]:
+        self.interpreter.set_tensor(self.input, (pixels[None].astype(np.float32) / 255.0))
+        self.interpreter.invoke()
+        return [self.interpreter.get_tensor(index)[0] for index in self.outputs]
