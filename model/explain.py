@@ -20,7 +20,7 @@ from model.classes import CLASS_NAMES
 from model.config import PREPROCESS, PreprocessConfig
 from model.decode import ImageError
 from model.pipeline import BatchResult, Classifier, timed
-from model.preprocess import normalize_batch, resize_image
+from model.preprocess import cnn_input, hand_square, normalize_batch
 
 HEATMAP_MAX_ALPHA = 190  # the hottest pixel of the overlay still lets the photo show through
 
@@ -114,8 +114,8 @@ def explain_image(
 ) -> dict:
     """The JSON answer for one preprocessed uint8 (3, S, S) image: label, score grid and heatmap PNG (base64).
 
-    `grid[r][c]` covers input rows r*stride..(r+1)*stride and columns likewise; the input is the whole
-    frame resized to a square, so the grid and the heatmap stretch over the whole photo.
+    `grid[r][c]` covers input rows r*stride..(r+1)*stride and columns likewise; the input is a square of the
+    photo (the hand's, or the whole frame) resized, so the grid and the heatmap stretch over that square.
     """
     target, probability, scores = occlusion_scores(model, image, config, preprocess)
     return {
@@ -130,16 +130,30 @@ def explain_image(
     }
 
 
+def explain_frame(classifier: Classifier, image: torch.Tensor, config: OcclusionConfig = OCCLUSION) -> dict:
+    """The explanation of the CNN's input for one decoded image: the hand's square where the classifier finds a
+    hand, else the whole frame. `region` says where that input lies in the image (left, top, right, bottom as
+    fractions), so the grid and the heatmap can be laid over it."""
+    hand = classifier.hands.landmarker(image) if classifier.hands else None
+    height, width = image.shape[1:]
+    region = [0.0, 0.0, 1.0, 1.0]
+    if hand is not None:
+        left, top, side = hand_square(hand.box, width, height, classifier.config)
+        region = [round(v, 4) for v in (left / width, top / height, (left + side) / width, (top + side) / height)]
+    square = cnn_input(image, hand.box if hand else None, classifier.config)
+    return {**explain_image(classifier.model, square, config, classifier.config), "region": region}
+
+
 def explain(classifier: Classifier, inputs: list[bytes], config: OcclusionConfig = OCCLUSION) -> BatchResult:
     """`Classifier.classify`'s contract for explanations: one answer or `ImageError` per input, in order.
 
-    Images are explained one at a time; each costs `config.forward_passes()` images through the model.
+    Images are explained one at a time; each costs `config.forward_passes()` images through the model. The
+    explanation is the CNN's: the landmark classifier, fused with it in predictions, has no pixels to occlude.
     """
     timings: dict[str, float] = {}
     with timed("explain", timings):
         outputs: list[dict | ImageError] = [
-            image if isinstance(image, ImageError)
-            else explain_image(classifier.model, resize_image(image, classifier.config), config, classifier.config)
+            image if isinstance(image, ImageError) else explain_frame(classifier, image, config)
             for image in classifier.decode(inputs)
         ]
     return BatchResult(outputs, timings)

@@ -11,9 +11,10 @@ from PIL import Image
 
 from loadtests.explain_cost import CountingModel
 from model.config import PREPROCESS
-from model.decode import CorruptImage, EmptyImage
+from model.decode import CorruptImage, EmptyImage, decode_image
 from model.explain import OCCLUSION, OcclusionConfig, cell_scores, explain, heatmap_png
-from model.pipeline import Classifier
+from model.pipeline import Classifier, HandReader
+from model.preprocess import cnn_input, normalize_batch
 from tests.conftest import REPO, SAMPLES, exported
 
 HANDS = REPO / "samples" / "roboflow"
@@ -21,12 +22,15 @@ HAND_BOXES = json.loads((HANDS / "hand_boxes.json").read_text())["boxes"]
 TOP_CELLS = 3
 
 
-def hottest_cells(grid: list[list[float]], count: int) -> list[tuple[float, float]]:
-    """Centres of the `count` highest-scoring cells, as (x, y) fractions of the image."""
-    scores = torch.tensor(grid)
+def hottest_cells(answer: dict, count: int) -> list[tuple[float, float]]:
+    """Centres of the `count` highest-scoring cells, as (x, y) fractions of the image: the grid covers the
+    answer's `region` of it."""
+    scores = torch.tensor(answer["grid"])
     rows, cols = scores.shape
+    left, top, right, bottom = answer["region"]
     order = scores.flatten().argsort(descending=True)[:count].tolist()
-    return [((i % cols + 0.5) / cols, (i // cols + 0.5) / rows) for i in order]
+    return [(left + (i % cols + 0.5) / cols * (right - left), top + (i // cols + 0.5) / rows * (bottom - top))
+            for i in order]
 
 
 def inside(point: tuple[float, float], box: list[float]) -> bool:
@@ -35,8 +39,8 @@ def inside(point: tuple[float, float], box: list[float]) -> bool:
 
 @pytest.fixture(scope="module", params=["fp32", "int8", "onnx-int8"])
 def classifier(request) -> Classifier:
-    """An exported model (`make export`), as the handler serves it."""
-    return Classifier(exported(request.param))
+    """An exported model (`make export`), with the hand-aware stages, as the handler serves it."""
+    return Classifier(exported(request.param), hands=HandReader.load())
 
 
 def test_cell_scores_average_the_placements_covering_each_cell():
@@ -64,12 +68,16 @@ def test_heatmap_is_transparent_where_occlusion_did_not_hurt():
 def test_explanation_agrees_with_classify_and_costs_the_documented_passes(classifier):
     data = (SAMPLES / "B" / "B0.jpg").read_bytes()
     counting = CountingModel(classifier.model)
-    answer = explain(Classifier(counting), [data]).outputs[0]
+    answer = explain(Classifier(counting, hands=classifier.hands), [data]).outputs[0]
     assert counting.images == OCCLUSION.forward_passes() == 82
     assert answer["forward_passes"] == counting.images
     predicted = classifier.classify([data], [1]).outputs[0]
     assert answer["label"] == predicted["label"] == "B"
-    assert answer["probability"] == pytest.approx(predicted["probability"], abs=1e-4)
+    image = decode_image(data)  # the explanation is the CNN's, on the square it read
+    hand = classifier.hands.landmarker(image)
+    with torch.inference_mode():
+        logits = classifier.model(normalize_batch(cnn_input(image, hand.box if hand else None).unsqueeze(0)))
+    assert answer["probability"] == pytest.approx(float(torch.softmax(logits.float(), 1).max()), abs=1e-4)
     assert len(answer["grid"]) == len(answer["grid"][0]) == PREPROCESS.image_size // OCCLUSION.stride
     heatmap = Image.open(io.BytesIO(base64.b64decode(answer["heatmap_png"])))
     assert heatmap.format == "PNG" and heatmap.size == (PREPROCESS.image_size, PREPROCESS.image_size)
@@ -81,7 +89,8 @@ def test_hottest_cells_lie_on_the_hand(classifier):
     answers = explain(classifier, [(HANDS / name).read_bytes() for name in names]).outputs
     top_hits = []
     for name, answer in zip(names, answers, strict=True):
-        cells = hottest_cells(answer["grid"], TOP_CELLS)
+        cells = hottest_cells(answer, TOP_CELLS)
+        assert answer["region"] != [0.0, 0.0, 1.0, 1.0]  # every marked hand is found: its square is explained
         assert inside(cells[0], HAND_BOXES[name]), f"{name}: hottest cell at {cells[0]} is off the hand"
         top_hits += [inside(cell, HAND_BOXES[name]) for cell in cells]
     assert sum(top_hits) >= 0.8 * len(top_hits), f"only {sum(top_hits)} of the top {len(top_hits)} cells on hands"

@@ -15,7 +15,7 @@ from tests.conftest import REPO, VERSIONS, families, sample_images
 
 DASHBOARD = REPO / "deploy" / "monitoring" / "grafana-dashboard.json"
 SCRAPE_CONFIG = REPO / "deploy" / "monitoring" / "prometheus.yml"
-STAGES = {"decode", "preprocess", "inference", "postprocess"}
+STAGES = {"decode", "hands", "preprocess", "inference", "postprocess"}
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 PROMQL_WORDS = {"sum", "by", "rate", "increase", "histogram_quantile", "le"}
 

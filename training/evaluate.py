@@ -87,13 +87,14 @@ def default_sets(config: TrainConfig) -> dict[str, list[Sample]]:
     return sets
 
 
-def in_process(model: Callable, cache_dir: Path | None, hand_shape: tuple[HandShapeNet, float]) -> Predictor:
+def in_process(model: Callable, cache_dir: Path | None, hand_shape: tuple[HandShapeNet, float],
+               whole_frame: bool = False) -> Predictor:
     """The served pipeline's stages from the caches (hands, hand squares), with this variant as the CNN;
-    unreadable files are skipped."""
+    unreadable files are skipped. `whole_frame`: the CNN reads whole frames, as before the hand square."""
     net, weight = hand_shape
 
     def predict(samples: list[Sample]) -> Answers:
-        scored = score_set(samples, model, net, cache_dir)
+        scored = score_set(samples, model, net, cache_dir, whole_frame)
         landmarks = torch.where(scored.found, scored.shape.argmax(1), NOTHING)
         return Answers(scored.labels, fused_logits(scored.cnn, scored.shape, scored.found, weight).argmax(1),
                        scored.found, scored.cnn.argmax(1), landmarks)
@@ -248,6 +249,8 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help="state dict for the eager variant")
     parser.add_argument("--hand-shape", type=Path, default=HAND_SHAPE_WEIGHTS,
                         help="the landmark classifier and fusion weight (training.hand_shape)")
+    parser.add_argument("--whole-frame", action="store_true", help="in process: the CNN reads whole frames, never "
+                        "the hand's square (the comparison that chose the square)")
     parser.add_argument("--url", help="evaluate through a served model at this inference URL instead")
     parser.add_argument("--version", action="append", help="with --url: a model version (repeatable; default: the "
                         "server's default version)")
@@ -262,8 +265,8 @@ def main() -> None:
         predictors = {f"served {v or 'default'}": served(args.url, v, args.key_file) for v in args.version or [None]}
     else:
         hand_shape = load_hand_shape(args.hand_shape)
-        predictors = {v: in_process(load_variant(v, args.export_dir, args.weights), config.cache_dir, hand_shape)
-                      for v in args.variants}
+        predictors = {v: in_process(load_variant(v, args.export_dir, args.weights), config.cache_dir, hand_shape,
+                                    args.whole_frame) for v in args.variants}
     results = {}
     for name, predict in predictors.items():
         results[name] = evaluate(predict, sets)

@@ -114,10 +114,14 @@ class Scored:
     shape: torch.Tensor
 
 
-def score_set(samples: list[Sample], cnn_model, net: HandShapeNet, cache_dir: Path | None) -> Scored:
-    """CNN logits on the photos as served (hand square or whole frame) and landmark logits, from the caches."""
+def score_set(samples: list[Sample], cnn_model, net: HandShapeNet, cache_dir: Path | None,
+              whole_frame: bool = False) -> Scored:
+    """CNN logits on the photos as served (hand square or whole frame) and landmark logits, from the caches.
+
+    `whole_frame`: the CNN reads every whole frame, as before the hand-aware pipeline (for comparison).
+    """
     hands = find_hands([s.path for s in samples])
-    images = load_images(samples, cache_dir, "decode", hands)
+    images = load_images(samples, cache_dir, "decode", hands.without_hands() if whole_frame else hands)
     skipped = set(images.skipped)
     readable = [i for i, s in enumerate(samples) if s.path not in skipped]
     hands = hands.subset(readable)

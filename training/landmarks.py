@@ -38,6 +38,10 @@ class HandSet:
     def subset(self, rows: list[int] | torch.Tensor) -> "HandSet":
         return HandSet(self.landmarks[rows], self.right[rows], self.scores[rows], self.sizes[rows])
 
+    def without_hands(self) -> "HandSet":
+        """The same photos as if no hand had been found: the CNN then reads every whole frame."""
+        return HandSet(torch.full_like(self.landmarks, float("nan")), self.right, self.scores, self.sizes)
+
     def box(self, i: int) -> tuple[float, float, float, float] | None:
         """Photo i's hand box in pixels, as `model.hands.Hand.box`, or None."""
         hand = self.hand(i)

@@ -127,6 +127,10 @@ async function explain(blob) {
     if (!answer.heatmap_png) throw new ApiError("TorchServe answered without an explanation (no heatmap).");
     const shown = state.stream || state.photo === blob; // not an upload replaced while this one ran
     if ($("explain").checked && shown) {
+      const [left, top, right, bottom] = answer.region || [0, 0, 1, 1]; // the square the CNN read
+      Object.assign($("heatmap").style, {
+        left: `${left * 100}%`, top: `${top * 100}%`, width: `${(right - left) * 100}%`, height: `${(bottom - top) * 100}%`,
+      });
       $("heatmap").src = `data:image/png;base64,${answer.heatmap_png}`;
       $("heatmap").title = `occlusion map for ${answer.label} (${answer.forward_passes} forward passes)`;
       $("heatmap").hidden = false;
