@@ -48,6 +48,17 @@ def room_without_the_hand(name: str) -> torch.Tensor:
     return image[:, : int(top * height)]
 
 
+def hottest_cells(answer: dict, count: int = 1) -> list[tuple[float, float]]:
+    """Centres of an explanation's `count` highest-scoring cells, as (x, y) fractions of the image: the grid
+    covers the answer's `region` of it."""
+    scores = torch.tensor(answer["grid"])
+    rows, cols = scores.shape
+    left, top, right, bottom = answer["region"]
+    order = scores.flatten().argsort(descending=True)[:count].tolist()
+    return [(left + (i % cols + 0.5) / cols * (right - left), top + (i // cols + 0.5) / rows * (bottom - top))
+            for i in order]
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared/data/asl, or a skip saying why when this clone has none beside it."""
     path = SHARED.joinpath(*parts)

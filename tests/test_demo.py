@@ -22,11 +22,12 @@ from client.rest import RestClient
 from client.settings import Server
 from harness.poll import poll
 from harness.server import free_ports
+from tests.conftest import MARKED as HAND_BOXES
+from tests.conftest import ROBOFLOW as HANDS
+from tests.conftest import hottest_cells
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DIRS = (REPO / "samples" / "asl2text", REPO / "samples" / "roboflow")
-HANDS = REPO / "samples" / "roboflow"
-HAND_BOXES = json.loads((HANDS / "hand_boxes.json").read_text())["boxes"]
 SCREENSHOTS = REPO / "build" / "demo"  # the README's picture is copied from here
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `playwright install` cannot download a browser here
 CHROMIUM_ARGS = [
@@ -64,13 +65,6 @@ def write_y4m(path: Path, segments: list[Image.Image]) -> None:
             planes = [y] + [c.reshape(FRAME_SIDE // 2, 2, FRAME_SIDE // 2, 2).mean(axis=(1, 3)) for c in (u, v)]
             frame = b"FRAME\n" + b"".join(np.clip(p.round(), 0, 255).astype(np.uint8).tobytes() for p in planes)
             out.write(frame * SEGMENT_FRAMES)
-
-
-def hottest_cell(grid: list[list[float]]) -> tuple[float, float]:
-    """The centre of the highest-scoring cell, as (x, y) fractions of the image."""
-    scores = np.asarray(grid)
-    row, col = np.unravel_index(scores.argmax(), scores.shape)
-    return (col + 0.5) / scores.shape[1], (row + 0.5) / scores.shape[0]
 
 
 def start_demo(server: Server, log: Path) -> tuple[subprocess.Popen, str]:
@@ -298,7 +292,7 @@ def test_explain_api_maps_the_hand_on_both_versions(demo, version):
         answer = response.json()
         assert answer["version"] == version
         assert answer.keys() >= {"label", "probability", "grid", "heatmap_png", "forward_passes"}, answer
-        x, y = hottest_cell(answer["grid"])
+        (x, y), = hottest_cells(answer)
         assert box[0] <= x <= box[2] and box[1] <= y <= box[3], f"{name}: hottest cell ({x}, {y}) off the hand"
         heatmap = Image.open(io.BytesIO(base64.b64decode(answer["heatmap_png"])))
         assert heatmap.format == "PNG" and heatmap.mode == "RGBA"

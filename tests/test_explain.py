@@ -2,7 +2,6 @@
 
 import base64
 import io
-import json
 
 import numpy
 import pytest
@@ -15,22 +14,11 @@ from model.decode import CorruptImage, EmptyImage, decode_image
 from model.explain import OCCLUSION, OcclusionConfig, cell_scores, explain, heatmap_png
 from model.pipeline import Classifier, HandReader
 from model.preprocess import cnn_input, normalize_batch
-from tests.conftest import REPO, SAMPLES, exported
+from tests.conftest import MARKED as HAND_BOXES
+from tests.conftest import ROBOFLOW as HANDS
+from tests.conftest import SAMPLES, exported, hottest_cells
 
-HANDS = REPO / "samples" / "roboflow"
-HAND_BOXES = json.loads((HANDS / "hand_boxes.json").read_text())["boxes"]
 TOP_CELLS = 3
-
-
-def hottest_cells(answer: dict, count: int) -> list[tuple[float, float]]:
-    """Centres of the `count` highest-scoring cells, as (x, y) fractions of the image: the grid covers the
-    answer's `region` of it."""
-    scores = torch.tensor(answer["grid"])
-    rows, cols = scores.shape
-    left, top, right, bottom = answer["region"]
-    order = scores.flatten().argsort(descending=True)[:count].tolist()
-    return [(left + (i % cols + 0.5) / cols * (right - left), top + (i // cols + 0.5) / rows * (bottom - top))
-            for i in order]
 
 
 def inside(point: tuple[float, float], box: list[float]) -> bool:
