@@ -50,6 +50,7 @@ class HandsConfig:
     min_hand_score: float = 0.5  # the landmark model's hand-presence score below which no hand is reported
     max_hands: int = 2  # palms given to the landmark model; the most confident hand is read
     retry_padding: float = 0.25  # a hand that fills or leaves the frame: detect again with this margin added
+    tile: float = 2 / 3  # then four overlapping tiles of this fraction of each side, for small hands
     min_side: int = 16  # pixels: a smaller image holds no readable hand and is not looked at
 
 

@@ -7,7 +7,9 @@ decoding, weighted non-maximum suppression, palm to rotated ROI, crop, landmarks
 Coordinates are pixels of the decoded image; `Hand.as_json` gives fractions of its width and height.
 """
 
+import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,16 +139,31 @@ class HandLandmarker:
         self.anchors = ssd_anchors(config)
 
     def __call__(self, image: torch.Tensor) -> Hand | None:
-        """The most confident hand in `image`, or None; a frame-filling hand is looked for again with a margin."""
+        """The most confident hand in `image`, or None.
+
+        Where the whole frame shows no palm, it is looked at again with a margin (a hand that fills or leaves
+        the frame), then in four overlapping tiles (a hand small in a room: each tile enlarges it by 1.5).
+        """
         if min(image.shape[1:]) < self.config.min_side:
             return None
         pixels = image.permute(1, 2, 0).numpy()
-        for padding in (0.0, self.config.retry_padding):
-            hands = [self.landmarks(pixels, roi) for roi in self.palm_rois(pixels, padding)]
+        for rois in self.search(pixels):
+            hands = [self.landmarks(pixels, roi) for roi in rois]
             hands = [hand for hand in hands if hand.score >= self.config.min_hand_score]
             if hands:
                 return max(hands, key=lambda hand: hand.score)
         return None
+
+    def search(self, pixels: np.ndarray) -> Iterator[list[Roi]]:
+        """The palms' ROIs (image pixels) of each look at the frame, in order, until one finds a hand."""
+        yield self.palm_rois(pixels)
+        yield self.palm_rois(pixels, self.config.retry_padding)
+        height, width = pixels.shape[:2]
+        tile_height, tile_width = round(height * self.config.tile), round(width * self.config.tile)
+        for top in (0, height - tile_height):
+            for left in (0, width - tile_width):
+                tile = pixels[top : top + tile_height, left : left + tile_width]
+                yield [dataclasses.replace(roi, x=roi.x + left, y=roi.y + top) for roi in self.palm_rois(tile)]
 
     def palm_rois(self, pixels: np.ndarray, padding: float = 0.0) -> list[Roi]:
         """Hand ROIs of the palms found in HxWx3 uint8 `pixels`, most confident first.

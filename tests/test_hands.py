@@ -114,3 +114,26 @@ def test_hand_json_is_fractions_of_the_image():
     answer = Hand(landmarks, "Right", 0.97).as_json(400, 200)
     assert answer["box"] == [0.25, 0.25, 0.75, 0.75]
     assert answer["landmarks"][0][:2] == [0.25, 0.25]
+
+
+SMALL = 160  # pixels: a marked photo at arm's length in a webcam's 640x480 frame
+
+
+def test_small_hands_in_a_large_frame_are_found_where_they_are(landmarker):
+    """Each marked photo shrunk to 160 pixels at a corner of a 640x480 frame: the hand found lies in the
+    shrunk photo's marked box (the whole frame, a margin, then four tiles are searched)."""
+    found = 0
+    for i, name in enumerate(sorted(MARKED)):
+        small = torch.nn.functional.interpolate(photo(name)[None].float(), size=(SMALL, SMALL), mode="area")[0]
+        frame = torch.full((3, 480, 640), 90, dtype=torch.uint8)
+        top, left = (0, 480 - SMALL)[i % 2], (0, 640 - SMALL)[i // 2 % 2]
+        frame[:, top : top + SMALL, left : left + SMALL] = small.round().to(torch.uint8)
+        hand = landmarker(frame)
+        if hand is None:
+            continue
+        found += 1
+        marked = MARKED[name]
+        x, y = (hand.box[0] + hand.box[2]) / 2, (hand.box[1] + hand.box[3]) / 2
+        assert left + marked[0] * SMALL <= x <= left + marked[2] * SMALL
+        assert top + marked[1] * SMALL <= y <= top + marked[3] * SMALL
+    assert found >= 8
