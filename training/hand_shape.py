@@ -12,6 +12,7 @@ trained CNN: validation only, never a test/ split.
 import argparse
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,6 +146,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, action="append", help="folder-per-class tree (repeatable)")
     parser.add_argument("--cnn", type=Path, default=WEIGHTS, help="the trained CNN's state dict")
     parser.add_argument("--out", type=Path, default=HAND_SHAPE_WEIGHTS)
+    parser.add_argument("--report", type=Path, default=Path("reports/hand_shape.json"),
+                        help="the fusion weight chosen and every candidate's validation score")
     args = parser.parse_args()
     train_config = TrainConfig(**({"data": tuple(args.data)} if args.data else {}))
     config = HandShapeConfig()
@@ -163,8 +166,21 @@ def main() -> None:
     scored = [score_set(samples, cnn, net, train_config.cache_dir) for samples in sets]
     weight, means = choose_fusion_weight(scored, config.fusion_weights)
     save_hand_shape(net, config.hidden, config.dropout, weight, args.out)
-    print(json.dumps({"fusion_weight": weight, "validation_mean_by_weight": means}, indent=1))
-    print(f"wrote {args.out}")
+    found = torch.cat([s.found for s in scored])
+    labels = torch.cat([s.labels for s in scored])
+    shape_right = (torch.cat([s.shape for s in scored]).argmax(1) == labels)[found]
+    report = {
+        "command": "python -m training.hand_shape " + " ".join(sys.argv[1:]),
+        "training_photos_with_a_hand": len(rows),
+        "validation_sets": sorted({source for s in scored for source in s.sources}),
+        "landmarks_alone_where_a_hand_is_found": round(float(shape_right.float().mean()), 4),
+        "fusion_weight": weight,
+        "validation_mean_over_sets_by_weight": {str(w): round(m, 4) for w, m in means.items()},
+    }
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report, indent=1))
+    print(f"wrote {args.out} and {args.report}")
 
 
 if __name__ == "__main__":
