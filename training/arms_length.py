@@ -12,7 +12,6 @@ inputs give the same files.
 import argparse
 import io
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,20 +59,27 @@ def place(photo: Image.Image, room: Image.Image, rng: random.Random,
 
 
 def write_set(samples: list[Sample], rooms: list[Path], out: Path, framing: Framing) -> int:
-    """Every sample placed in a room (chosen by the seeded generator) under `out/<CLASS>/`; returns the count."""
+    """Every sample placed in a room (chosen by the seeded generator) under `out/<CLASS>/`; returns the count.
+
+    A file whose bytes come out the same is left as it is, so a rerun keeps the hands cached for it
+    (`training.landmarks` keys them by size and time); files of an earlier run that this one does not
+    write are removed.
+    """
     rng = random.Random(framing.seed)
-    shutil.rmtree(out, ignore_errors=True)  # a rerun never mixes in files of an earlier one
-    written = 0
+    written = set()
     for sample in tqdm(samples, desc=str(out), leave=False):
         room = to_pil(decode_image(rng.choice(rooms).read_bytes()))
         framed, _, _ = place(to_pil(decode_image(sample.path.read_bytes())), room, rng, framing)
         target = out / CLASS_NAMES[sample.label] / f"{sample.path.stem}.jpg"
-        target.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         framed.save(buffer, "JPEG", quality=framing.jpeg_quality)
-        target.write_bytes(buffer.getvalue())
-        written += 1
-    return written
+        if not target.exists() or target.read_bytes() != buffer.getvalue():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(buffer.getvalue())
+        written.add(target)
+    for stale in set(out.glob("*/*")) - written:
+        stale.unlink()
+    return len(written)
 
 
 def training_images(samples: list[Sample], hands: HandSet, rooms: list[torch.Tensor], whole_frame_p: float,

@@ -170,7 +170,7 @@ def main() -> None:
     labels = torch.cat([s.labels for s in scored])
     shape_right = (torch.cat([s.shape for s in scored]).argmax(1) == labels)[found]
     report = {
-        "command": "python -m training.hand_shape " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python -m training.hand_shape", *sys.argv[1:]]),
         "training_photos_with_a_hand": len(rows),
         "validation_sets": sorted({source for s in scored for source in s.sources}),
         "landmarks_alone_where_a_hand_is_found": round(float(shape_right.float().mean()), 4),
