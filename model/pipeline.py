@@ -22,6 +22,8 @@ from model.hands import Hand, HandLandmarker
 from model.postprocess import top_k_answers
 from model.preprocess import cnn_input, normalize_batch
 
+STAGES = ("decode", "hands", "preprocess", "inference", "postprocess")  # what `Classifier.classify` times, in order
+
 
 @dataclass
 class BatchResult:

@@ -11,11 +11,12 @@ import yaml
 from prometheus_client.samples import Sample
 
 from client.settings import Server
+from model.pipeline import STAGES as PIPELINE_STAGES
 from tests.conftest import REPO, VERSIONS, families, sample_images
 
 DASHBOARD = REPO / "deploy" / "monitoring" / "grafana-dashboard.json"
 SCRAPE_CONFIG = REPO / "deploy" / "monitoring" / "prometheus.yml"
-STAGES = {"decode", "hands", "preprocess", "inference", "postprocess"}
+STAGES = set(PIPELINE_STAGES)
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 PROMQL_WORDS = {"sum", "by", "rate", "increase", "histogram_quantile", "le"}
 
