@@ -16,7 +16,8 @@ import yaml
 
 from harness.archives import CONFIG, MANIFEST, derive, model_config, shipped_archive
 from harness.server import private_torchserve
-from loadtests.profile_stages import BASELINE, OURS
+from loadtests.profile_stages import BASELINE
+from model.pipeline import STAGES
 from tests.conftest import REPO, sample_images
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -112,6 +113,6 @@ def test_stage_profile_times_every_stage_of_both_handlers(tmp_path):
                         "--report", str(report), "--trace-dir", str(tmp_path / "traces"))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     times = {row[0]: row[1] for row in table_rows(report.read_text())}
-    for stage in (*OURS, *BASELINE):  # the stages Classifier.classify marks, and the baseline's
+    for stage in (*STAGES, *BASELINE):  # the stages Classifier.classify marks, and the baseline's
         assert float(times[stage]) > 0, stage
     assert json.loads((tmp_path / "traces" / "ours-int8-batch2.json").read_text())["traceEvents"]
