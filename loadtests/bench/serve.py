@@ -40,13 +40,16 @@ def accuracy(rest: RestClient, paths: list[Path], version: str) -> float:
 
 def retire(rest: RestClient, version: str, attempts: int = 3) -> None:
     """Unregister `version` once its queue has drained; TorchServe 0.12 sometimes answers an unregister that
-    races its worker threads with a 500 (ConcurrentModificationException), so that is retried."""
+    races its worker threads with a 500 (ConcurrentModificationException), so that is retried, and such an
+    answer can come after the version was removed after all, so a version already gone counts as retired."""
     wait_drained(rest, version)
     for attempt in range(1, attempts + 1):
         try:
             rest.unregister(version)
             return
         except ClientError:
+            if version not in {v["modelVersion"] for v in rest.describe()}:
+                return
             if attempt == attempts:
                 raise
             time.sleep(1)
