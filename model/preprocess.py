@@ -1,9 +1,10 @@
-"""The one definition of inference preprocessing: a kornia-rs uint8 resize, then Kornia tensor operations.
+"""The one definition of inference preprocessing: the hand's square, a kornia-rs uint8 resize, then Kornia.
 
-Two stages so training can cache the first: `resize_image` turns any decoded RGB uint8 image into a
-uint8 square of the network's size; `normalize_batch` turns a uint8 batch into the network's input.
-Training evaluation, int8 calibration and the TorchServe handler all go through both, so the
-served model sees exactly what it was validated on.
+Two stages so training can cache the first: `cnn_input` turns any decoded RGB uint8 image into a
+uint8 square of the network's size (the square around the hand `model.hands` found, or the whole
+frame); `normalize_batch` turns a uint8 batch into the network's input. Training, evaluation, int8
+calibration and the TorchServe handler all go through both, so the served model sees exactly what it
+was validated on.
 """
 
 import kornia
@@ -15,7 +16,7 @@ from model.decode import decode_image
 
 
 def resize_image(image: torch.Tensor, config: PreprocessConfig = PREPROCESS) -> torch.Tensor:
-    """RGB uint8 (3, H, W) to RGB uint8 (3, S, S): antialiased resize of the whole frame, on uint8 with kornia-rs.
+    """RGB uint8 (3, H, W) to RGB uint8 (3, S, S): antialiased resize of the whole image, on uint8 with kornia-rs.
 
     It stands in for Kornia's float antialiased bilinear (a Gaussian of sigma (factor - 1) / 2, then bilinear)
     at a fraction of the cost. Below a factor of 2 that Gaussian is nearly the identity, so plain bilinear
