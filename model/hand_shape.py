@@ -47,6 +47,13 @@ def fuse(cnn_logits: torch.Tensor, shape_logits: torch.Tensor, weight: float) ->
     return torch.log_softmax(cnn_logits.float(), 1) + weight * torch.log_softmax(shape_logits.float(), 1)
 
 
+def fuse_where_found(cnn_logits: torch.Tensor, shape_logits: torch.Tensor, found: torch.Tensor,
+                     weight: float) -> torch.Tensor:
+    """What the pipeline answers, as logits: the fusion in rows where a hand was found, the CNN alone elsewhere
+    (rows of `shape_logits` without a hand are never read)."""
+    return torch.where(found[:, None], fuse(cnn_logits, shape_logits, weight), torch.log_softmax(cnn_logits.float(), 1))
+
+
 def load_hand_shape(path: Path = HAND_SHAPE_WEIGHTS) -> tuple[HandShapeNet, float]:
     """The trained landmark classifier and the fusion weight chosen with it on the validation blocks."""
     saved = torch.load(path, map_location="cpu", weights_only=True)

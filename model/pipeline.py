@@ -17,7 +17,7 @@ from torch.profiler import record_function
 
 from model.config import DEFAULT_TOP_K, PREPROCESS, PreprocessConfig
 from model.decode import ImageError, decode_image
-from model.hand_shape import HandShapeNet, fuse, hand_features, load_hand_shape
+from model.hand_shape import HandShapeNet, fuse_where_found, hand_features, load_hand_shape
 from model.hands import Hand, HandLandmarker
 from model.postprocess import top_k_answers
 from model.preprocess import cnn_input, normalize_batch
@@ -104,11 +104,11 @@ class Classifier:
             batch = normalize_batch(torch.stack(squares), self.config)
         with timed("inference", timings), torch.inference_mode():
             logits = self.model(batch)
-            found = [row for row, hand in enumerate(hands) if hand is not None]
-            if found:
-                shape_logits = self.hands.shape_logits([hands[row] for row in found])
-                logits = logits.float().clone()
-                logits[found] = fuse(logits[found], shape_logits, self.hands.fusion_weight)
+            found = torch.tensor([hand is not None for hand in hands])
+            if found.any():
+                shape_logits = torch.zeros(len(hands), logits.shape[1])
+                shape_logits[found] = self.hands.shape_logits([hand for hand in hands if hand is not None])
+                logits = fuse_where_found(logits, shape_logits, found, self.hands.fusion_weight)
         with timed("postprocess", timings):
             answers = top_k_answers(logits, [ks[i] for i in good])
         for i, image, hand, answer in zip(good, images, hands, answers, strict=True):

@@ -23,14 +23,14 @@ import torch
 from tqdm import tqdm
 
 from model.classes import CLASS_NAMES, NOTHING
-from model.hand_shape import HAND_SHAPE_WEIGHTS, HandShapeNet, load_hand_shape
+from model.hand_shape import HAND_SHAPE_WEIGHTS, HandShapeNet, fuse_where_found, load_hand_shape
 from model.runtime import load_model
 from training import figures
 from training.arms_length import SUFFIX, arms_length_dir
 from training.config import EXPORT_FILES, SAMPLE_SETS, TEST_SETS, WEIGHTS, TrainConfig
 from training.dataset import Sample, scan, split_by_blocks
 from training.export import load_trained
-from training.hand_shape import fused_logits, score_set
+from training.hand_shape import score_set
 from training.metrics import confusion_matrix
 
 REPORT = Path("reports/evaluation.md")
@@ -96,7 +96,7 @@ def in_process(model: Callable, cache_dir: Path | None, hand_shape: tuple[HandSh
     def predict(samples: list[Sample]) -> Answers:
         scored = score_set(samples, model, net, cache_dir, whole_frame)
         landmarks = torch.where(scored.found, scored.shape.argmax(1), NOTHING)
-        return Answers(scored.labels, fused_logits(scored.cnn, scored.shape, scored.found, weight).argmax(1),
+        return Answers(scored.labels, fuse_where_found(scored.cnn, scored.shape, scored.found, weight).argmax(1),
                        scored.found, scored.cnn.argmax(1), landmarks)
 
     return predict

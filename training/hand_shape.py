@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from model.hand_shape import HAND_SHAPE_WEIGHTS, HandShapeNet, fuse, hand_features, save_hand_shape
+from model.hand_shape import HAND_SHAPE_WEIGHTS, HandShapeNet, fuse_where_found, hand_features, save_hand_shape
 from training import arms_length
 from training.config import WEIGHTS, TrainConfig
 from training.dataset import Sample, load_images, scan, split_by_blocks
@@ -99,11 +99,6 @@ def shape_logits(net: HandShapeNet, hands: HandSet) -> torch.Tensor:
     return logits
 
 
-def fused_logits(cnn: torch.Tensor, shape: torch.Tensor, found: torch.Tensor, weight: float) -> torch.Tensor:
-    """What the served pipeline answers: the fusion where a hand was found, the CNN alone elsewhere."""
-    return torch.where(found[:, None], fuse(cnn, shape, weight), torch.log_softmax(cnn.float(), 1))
-
-
 @dataclass
 class Scored:
     """One set's labels, sources and the three answers the evaluation compares."""
@@ -136,7 +131,7 @@ def choose_fusion_weight(scored: list[Scored], candidates: tuple[float, ...]) ->
     sources = [source for s in scored for source in s.sources]
     found = torch.cat([s.found for s in scored])
     cnn, shape = torch.cat([s.cnn for s in scored]), torch.cat([s.shape for s in scored])
-    means = {w: accuracy_by_source(fused_logits(cnn, shape, found, w).argmax(1), labels, sources)["mean"]
+    means = {w: accuracy_by_source(fuse_where_found(cnn, shape, found, w).argmax(1), labels, sources)["mean"]
              for w in candidates}
     return max(means, key=lambda w: (means[w], -w)), means
 
