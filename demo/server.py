@@ -24,6 +24,7 @@ from model.config import MODEL_NAME
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024  # a photo or a webcam frame; TorchServe's max_request_size is the same
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")  # Host headers accepted by default
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+HINT_PATTERN = re.compile(r"[ -~]{1,256}")  # a tracking hint travels as a header: short printable ASCII
 # Everything the page loads comes from this server; webcam frames and uploads are blob: URLs.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; "
@@ -127,10 +128,15 @@ def cross_site(request: Request) -> bool:
 
 
 async def forward(request: Request, route: str) -> JSONResponse:
-    """POST the body to TorchServe's /{route}/asl/{version}; the answer gains the version that gave it."""
+    """POST the body to TorchServe's /{route}/asl/{version}; the answer gains the version that gave it.
+
+    `top_k` and the tracking hint `roi` (JSON, as the last answer's `hand.roi`) travel as headers; the
+    handler checks the hint's content.
+    """
     server: Server = request.app.state.server
     version = request.query_params.get("version") or None
     top_k = request.query_params.get("top_k")
+    roi = request.query_params.get("roi")
     try:
         if cross_site(request):
             raise DemoError(403, "CrossSiteRequest", "requests from pages of other sites are refused")
@@ -138,9 +144,12 @@ async def forward(request: Request, route: str) -> JSONResponse:
             raise DemoError(400, "BadRequest", f"not a version name: {version[:64]!r}")
         if top_k is not None and not (top_k.isascii() and top_k.isdigit()):
             raise DemoError(400, "BadRequest", f"top_k must be a positive integer, got {top_k[:16]!r}")
+        if roi is not None and not HINT_PATTERN.fullmatch(roi):
+            raise DemoError(400, "BadRequest", "roi must be a JSON object of up to 256 printable ASCII characters")
         body = await upload(request)
         version = version or await default_version(request)
-        headers = {"Content-Type": "application/octet-stream", **({"top_k": top_k} if top_k else {})}
+        parameters = {"top_k": top_k, "roi": roi}
+        headers = {"Content-Type": "application/octet-stream", **{k: v for k, v in parameters.items() if v}}
         url = f"{server.inference_url}/{route}/{MODEL_NAME}/{version}"
         response = await call(request, "POST", url, "inference", content=body, headers=headers)
     except DemoError as error:

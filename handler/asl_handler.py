@@ -3,7 +3,8 @@
 Accepted inputs per request: the raw body (`curl -T img.jpg`), a multipart field `data`
 (`curl -F data=@img.jpg`), JSON `{"data": "<base64>"}`, or a gRPC input `data`. `top_k` comes
 from a `top_k` header, multipart field, JSON field or gRPC input (default: `handler.default_top_k` in
-model-config.yaml if set, else `model.config.DEFAULT_TOP_K`).
+model-config.yaml if set, else `model.config.DEFAULT_TOP_K`). `roi`, from the same places, is an optional
+tracking hint: the previous frame's `hand.roi` (`model.hands`); a bad one is a 400, explanations ignore it.
 `POST /explanations/asl` answers with an occlusion map (`model.explain`) instead of a prediction.
 A bad request gets its own 4xx JSON answer; the rest of its batch is answered normally. Every answer
 names the version that produced it (`X-Model-Version` header, `model_version` field).
@@ -23,6 +24,7 @@ from model.classes import CLASS_NAMES
 from model.config import DEFAULT_TOP_K, PREPROCESS
 from model.decode import CorruptImage, EmptyImage, ImageError, ImageTooLarge, NotAnImage
 from model.explain import explain
+from model.hands import BadHint, parse_hint
 from model.pipeline import BatchResult, Classifier, HandReader
 from model.runtime import load_model, use_threads
 
@@ -71,14 +73,28 @@ def image_bytes(request: dict) -> bytes:
     raise BadRequest('"data" must be a base64 string or raw image bytes')
 
 
-def requested_top_k(request: dict, header: str | None, default: int) -> int:
-    """`top_k` from a multipart field or gRPC input, the JSON body, the `top_k` header, or the default.
+def request_value(request: dict, name: str, header: str | None) -> object:
+    """A per-request parameter from a multipart field or gRPC input, the JSON body, or its header (or None).
 
     (TorchServe 0.12 drops the query string on /predictions, so `?top_k=` never reaches a handler.)
     """
     body = request.get("body")
-    raw = request.get("top_k", body.get("top_k") if isinstance(body, dict) else None)
-    raw = header if raw is None else raw
+    raw = request.get(name, body.get(name) if isinstance(body, dict) else None)
+    return header if raw is None else raw
+
+
+def requested_hint(request: dict, header: str | None) -> dict | None:
+    """The `roi` tracking hint, checked, or None."""
+    raw = request_value(request, "roi", header)
+    try:
+        return None if raw is None else parse_hint(raw)
+    except BadHint as error:
+        raise BadRequest(str(error)) from None
+
+
+def requested_top_k(request: dict, header: str | None, default: int) -> int:
+    """`top_k` as `request_value` finds it, or the default."""
+    raw = request_value(request, "top_k", header)
     if raw is None:
         return default
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else str(raw)
@@ -170,11 +186,12 @@ class ASLHandler:
         """Unreadable requests are answered here; the images of the others go to the core in two groups:
         explanations (`POST /explanations/...` arrives with the header `explain: True`) and predictions."""
         outputs: list[dict | BadRequest | ImageError | None] = [None] * len(data)
-        readable: dict[int, tuple[bytes, int]] = {}
+        readable: dict[int, tuple[bytes, int, dict | None]] = {}
         for idx, request in enumerate(data):
             try:
                 top_k = requested_top_k(request, context.get_request_header(idx, "top_k"), self.default_top_k)
-                readable[idx] = (image_bytes(request), top_k)
+                hint = requested_hint(request, context.get_request_header(idx, "roi"))
+                readable[idx] = (image_bytes(request), top_k, hint)
             except BadRequest as error:
                 outputs[idx] = error
         explained = [i for i in readable if context.get_request_header(i, "explain") == "True"]
@@ -182,7 +199,7 @@ class ASLHandler:
         timings: dict[str, float] = {}
         for indices, run in ((predicted, self.classifier.classify), (explained, self.explain)):
             if indices:
-                result = run([readable[i][0] for i in indices], [readable[i][1] for i in indices])
+                result = run(*([readable[i][part] for i in indices] for part in range(3)))
                 timings.update(result.timings_ms)
                 for i, output in zip(indices, result.outputs, strict=True):
                     outputs[i] = output
@@ -198,8 +215,8 @@ class ASLHandler:
                 answers.append(json.dumps(body))
         return answers
 
-    def explain(self, images: list[bytes], _top_k: list[int]) -> BatchResult:
-        """Occlusion maps, called like `Classifier.classify` (an explanation has no top-k)."""
+    def explain(self, images: list[bytes], _top_k: list[int], _hints: list[dict | None]) -> BatchResult:
+        """Occlusion maps, called like `Classifier.classify` (an explanation has no top-k and finds the hand anew)."""
         return explain(self.classifier, images)
 
     def record(self, batch_size: int, timings_ms: dict[str, float], outputs: list, metrics) -> None:

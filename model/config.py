@@ -52,6 +52,12 @@ class HandsConfig:
     retry_padding: float = 0.25  # a hand that fills or leaves the frame: detect again with this margin added
     tile: float = 2 / 3  # then four overlapping tiles of this fraction of each side, for small hands
     min_side: int = 16  # pixels: a smaller image holds no readable hand and is not looked at
+    # Tracking (MediaPipe's hand_landmark_landmarks_to_roi graph): the next frame's ROI is the rotated box of
+    # the palm's and knuckles' landmarks, enlarged and shifted so the hand stays inside it as it moves.
+    track_landmarks: tuple[int, ...] = (0, 1, 2, 3, 5, 6, 9, 10, 13, 14, 17, 18)
+    track_scale: float = 2.0
+    track_shift_y: float = -0.1
+    max_hint_size: float = 4.0  # a ROI hint's side, in image widths, above which the hint is refused
 
 
 HANDS = HandsConfig()

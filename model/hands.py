@@ -5,9 +5,14 @@ run with LiteRT (`ai-edge-litert`) without the `mediapipe` package. This module 
 graph around them, as MediaPipe's hand-landmark tracking does on the CPU: letterbox, SSD anchor
 decoding, weighted non-maximum suppression, palm to rotated ROI, crop, landmarks back to the image.
 Coordinates are pixels of the decoded image; `Hand.as_json` gives fractions of its width and height.
+
+Video: each answer carries the ROI where the hand should be in the next frame (`Hand.as_json`'s `roi`).
+Sent back with that frame as a hint (`parse_hint`), the landmark model reads that ROI and the palm detector
+is skipped while the hand-presence score holds, as MediaPipe's video mode does; otherwise it detects again.
 """
 
 import dataclasses
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +26,8 @@ from ai_edge_litert.interpreter import Interpreter
 from model.config import HANDS, HandsConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-WRIST, MIDDLE_MCP = 0, 9  # landmark indices: the hand's up direction runs from the wrist to the middle finger
+WRIST, INDEX_MCP, MIDDLE_MCP, RING_MCP = 0, 5, 9, 13  # landmark indices: the hand's up direction runs from the
+# wrist towards the knuckles
 PALM_WRIST, PALM_MIDDLE = 0, 2  # palm-detector keypoints for the same direction
 
 
@@ -43,6 +49,16 @@ class Roi:
         offset = side / 2 - 0.5 - rotation @ np.array([self.x, self.y])
         return np.hstack([rotation, offset[:, None]])
 
+    def as_json(self, width: int, height: int) -> dict:
+        """Centre as fractions of width and height, side as a fraction of the width, angle in radians."""
+        return {"x": round(self.x / width, 4), "y": round(self.y / height, 4), "size": round(self.size / width, 4),
+                "angle": round(self.angle, 4)}
+
+    @classmethod
+    def from_json(cls, hint: dict, width: int, height: int) -> "Roi":
+        """The inverse of `as_json` for an image of `width` x `height` (a hint from `parse_hint`)."""
+        return cls(hint["x"] * width, hint["y"] * height, hint["size"] * width, hint["angle"])
+
     def from_crop(self, points: np.ndarray, side: int) -> np.ndarray:
         """Crop pixels (N, 2) back to image pixels."""
         cos, sin = math.cos(self.angle), math.sin(self.angle)
@@ -59,6 +75,7 @@ class Hand:
     handedness: str  # "Right" or "Left": the signer's hand in a photo as a camera takes it (not mirrored)
     score: float  # the landmark model's hand-presence probability
     roi: Roi | None = None  # the square the landmarks were read in (not kept in the training cache)
+    tracked: bool = False  # read in a hinted ROI, without the palm detector
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -66,8 +83,9 @@ class Hand:
         (left, top), (right, bottom) = self.landmarks[:, :2].min(0), self.landmarks[:, :2].max(0)
         return float(left), float(top), float(right), float(bottom)
 
-    def as_json(self, width: int, height: int) -> dict:
-        """The answer's `hand` field: box and landmarks as fractions of the image's width and height."""
+    def as_json(self, width: int, height: int, config: HandsConfig = HANDS) -> dict:
+        """The answer's `hand` field: box and landmarks as fractions of the image's width and height, and the
+        ROI to send back with the next frame (`roi`, see `Roi.as_json`)."""
         scale = np.array([width, height, width], dtype=np.float64)
         left, top, right, bottom = self.box
         return {
@@ -75,7 +93,55 @@ class Hand:
             "landmarks": np.round(self.landmarks / scale, 4).tolist(),
             "handedness": self.handedness,
             "score": round(self.score, 4),
+            "tracked": self.tracked,
+            "roi": tracking_roi(self.landmarks, config).as_json(width, height),
         }
+
+
+class BadHint(ValueError):
+    """A ROI hint that is not `{"x", "y", "size", "angle"}` of finite numbers with its centre in the image."""
+
+
+def parse_hint(value: object, config: HandsConfig = HANDS) -> dict[str, float]:
+    """A ROI hint as a request carries it (a JSON object, or its text) checked and as floats; `BadHint` says why not."""
+    if isinstance(value, bytes | bytearray):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as error:
+            raise BadHint(f"roi is not JSON: {error}") from None
+    keys = ("x", "y", "size", "angle")
+    if not isinstance(value, dict) or sorted(value) != sorted(keys):
+        raise BadHint(f'roi must be an object with exactly the numbers {", ".join(keys)} (an answer\'s hand.roi)')
+    if not all(isinstance(value[key], int | float) and not isinstance(value[key], bool) for key in keys):
+        raise BadHint("roi's x, y, size and angle must be numbers")
+    hint = {key: float(value[key]) for key in keys}
+    if not all(math.isfinite(number) for number in hint.values()):
+        raise BadHint("roi's numbers must be finite")
+    if not (0 <= hint["x"] <= 1 and 0 <= hint["y"] <= 1):
+        raise BadHint("roi's centre (x, y) must lie in the image: fractions from 0 to 1")
+    if not 0 < hint["size"] <= config.max_hint_size:
+        raise BadHint(f"roi's size must be above 0 and at most {config.max_hint_size} image widths")
+    return hint
+
+
+def tracking_roi(landmarks: np.ndarray, config: HandsConfig = HANDS) -> Roi:
+    """Where to read the hand in the next frame: MediaPipe's HandLandmarksToRectCalculator and
+    RectTransformation on the palm's and knuckles' landmarks (pixels)."""
+    points = landmarks[list(config.track_landmarks), :2].astype(np.float64)
+    wrist = landmarks[WRIST, :2]
+    knuckles = (landmarks[INDEX_MCP, :2] + landmarks[RING_MCP, :2]) / 2
+    angle = up_angle(wrist, (knuckles + landmarks[MIDDLE_MCP, :2]) / 2)
+    centre = (points.min(0) + points.max(0)) / 2
+    cos, sin = math.cos(angle), math.sin(angle)
+    to_hand = np.array([[cos, sin], [-sin, cos]])  # image offsets to the hand's frame (fingers up)
+    upright = (points - centre) @ to_hand.T
+    low, high = upright.min(0), upright.max(0)
+    width, height = high - low
+    middle = (low + high) / 2 + np.array([0.0, config.track_shift_y * height])
+    x, y = centre + middle @ to_hand  # back to image offsets
+    return Roi(float(x), float(y), float(max(width, height) * config.track_scale), angle)
 
 
 def ssd_anchors(config: HandsConfig = HANDS) -> np.ndarray:
@@ -138,15 +204,21 @@ class HandLandmarker:
         self.landmark = _Model(weights_dir / config.landmark_model, threads)
         self.anchors = ssd_anchors(config)
 
-    def __call__(self, image: torch.Tensor) -> Hand | None:
+    def __call__(self, image: torch.Tensor, hint: Roi | None = None) -> Hand | None:
         """The most confident hand in `image`, or None.
 
-        Where the whole frame shows no palm, it is looked at again with a margin (a hand that fills or leaves
-        the frame), then in four overlapping tiles (a hand small in a room: each tile enlarges it by 1.5).
+        With a `hint` (the previous frame's `tracking_roi`), the landmark model reads it first, and the hand
+        found there is the answer while its score holds. Otherwise the palm detector looks at the whole frame;
+        where it shows no palm, it is looked at again with a margin (a hand that fills or leaves the frame),
+        then in four overlapping tiles (a hand small in a room: each tile enlarges it by 1.5).
         """
         if min(image.shape[1:]) < self.config.min_side:
             return None
         pixels = image.permute(1, 2, 0).numpy()
+        if hint is not None:
+            hand = self.landmarks(pixels, hint)
+            if hand.score >= self.config.min_hand_score:
+                return dataclasses.replace(hand, tracked=True)
         for rois in self.search(pixels):
             hands = [self.landmarks(pixels, roi) for roi in rois]
             hands = [hand for hand in hands if hand.score >= self.config.min_hand_score]

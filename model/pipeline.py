@@ -18,7 +18,7 @@ from torch.profiler import record_function
 from model.config import DEFAULT_TOP_K, PREPROCESS, PreprocessConfig
 from model.decode import ImageError, decode_image
 from model.hand_shape import HandShapeNet, fuse_where_found, hand_features, load_hand_shape
-from model.hands import Hand, HandLandmarker
+from model.hands import Hand, HandLandmarker, Roi
 from model.postprocess import top_k_answers
 from model.preprocess import cnn_input, normalize_batch
 
@@ -80,12 +80,16 @@ class Classifier:
                 decoded.append(error)
         return decoded
 
-    def classify(self, inputs: list[bytes], top_k: int | list[int] = DEFAULT_TOP_K) -> BatchResult:
+    def classify(self, inputs: list[bytes], top_k: int | list[int] = DEFAULT_TOP_K,
+                 hints: list[dict | None] | None = None) -> BatchResult:
         """Classify every decodable image in one forward pass; errors stay in their slots.
 
-        `top_k` is one value for every input or one per input.
+        `top_k` is one value for every input or one per input. `hints`: per input, the previous frame's
+        `hand.roi` (checked by `model.hands.parse_hint`) or None: where the hand is tracked, the palm
+        detector is skipped.
         """
         ks = [top_k] * len(inputs) if isinstance(top_k, int) else top_k
+        hints = hints or [None] * len(inputs)
         timings: dict[str, float] = {}
         with timed("decode", timings):
             decoded = self.decode(inputs)
@@ -97,7 +101,7 @@ class Classifier:
         hands: list[Hand | None] = [None] * len(images)
         if self.hands:
             with timed("hands", timings):
-                hands = [self.hands.landmarker(image) for image in images]
+                hands = [self.hands.landmarker(decoded[i], hint_roi(decoded[i], hints[i])) for i in good]
         with timed("preprocess", timings):
             boxes = [hand.box if hand else None for hand in hands]
             squares = [cnn_input(image, box, self.config) for image, box in zip(images, boxes, strict=True)]
@@ -115,6 +119,11 @@ class Classifier:
             height, width = image.shape[1:]
             outputs[i] = {**answer, "hand": hand.as_json(width, height) if hand else None}
         return BatchResult(outputs, timings)
+
+
+def hint_roi(image: torch.Tensor, hint: dict | None) -> Roi | None:
+    """A checked hint in the pixels of this image."""
+    return None if hint is None else Roi.from_json(hint, image.shape[2], image.shape[1])
 
 
 def elapsed_ms(started: float) -> float:

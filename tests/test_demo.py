@@ -302,6 +302,8 @@ def test_demo_answers_bad_requests_with_json(demo):
     cases = [
         ({"version": "../../models"}, b"x", 400, "BadRequest"),
         ({"top_k": "3\nx"}, b"x", 400, "BadRequest"),
+        ({"roi": "{\"x\": \"\u00e9\"}"}, b"x", 400, "BadRequest"),  # not a header's ASCII: the proxy refuses it
+        ({"roi": '{"x": 0.5}'}, (HANDS / sorted(HAND_BOXES)[0]).read_bytes(), 400, "BadRequest"),  # the handler
         ({}, b"", 400, "EmptyImage"),
         ({"version": "9.9-none"}, (REPO / "samples" / "asl2text" / "A" / "A602.jpg").read_bytes(), 404, None),
         ({}, b"<html>not an image</html>", 415, "UnsupportedMediaType"),
@@ -312,6 +314,15 @@ def test_demo_answers_bad_requests_with_json(demo):
         assert response.json()["code"] == status and response.json()["message"]
         assert kind is None or response.json()["type"] == kind
     assert requests.get(demo, headers={"Host": "attacker.example"}, timeout=10).status_code == 400
+
+
+def test_the_proxy_passes_the_tracking_hint(demo):
+    photo = (HANDS / sorted(HAND_BOXES)[0]).read_bytes()
+    detected = requests.post(f"{demo}/api/predict", data=photo, timeout=60).json()
+    params = {"roi": json.dumps(detected["hand"]["roi"])}
+    tracked = requests.post(f"{demo}/api/predict", params=params, data=photo, timeout=60).json()
+    assert (detected["hand"]["tracked"], tracked["hand"]["tracked"]) == (False, True)
+    assert tracked["label"] == detected["label"]
 
 
 @pytest.mark.parametrize("headers", [{"Sec-Fetch-Site": "cross-site"}, {"Origin": "http://attacker.example"}])

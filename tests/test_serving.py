@@ -103,7 +103,7 @@ def test_bad_top_k_is_a_400(torchserve, bad):
         ({"files": {"other": b"x"}}, 400, "BadRequest"),
     ],
 )
-def test_bad_requests_get_json_errors(torchserve, kwargs, status, kind):
+def test_bad_sentget_json_errors(torchserve, kwargs, status, kind):
     response = post(torchserve.server, **kwargs)
     assert response.status_code == status
     body = response.json()
@@ -163,14 +163,15 @@ def test_one_bad_image_fails_alone_in_its_batch(batching_server):
     description = rest.describe()[0]
     assert (description["maxBatchDelay"], len(description["workers"])) == (3000, 1)
     pids_before = [w["pid"] for w in description["workers"]]
-    good = sample_images()[::8][:7]
+    good = sample_images()[::8][:6]
     corrupt = good[0][0].read_bytes()[:2000]  # a truncated JPEG
-    bodies = [p.read_bytes() for p, _ in good] + [corrupt]
-    with ThreadPoolExecutor(len(bodies)) as pool:
-        responses = list(pool.map(lambda body: post(server, body), bodies))
-    assert [r.status_code for r in responses] == [200] * 7 + [422]
-    assert [r.json()["label"] for r in responses[:7]] == [label for _, label in good]
-    assert responses[7].json()["type"] == "CorruptImage"
+    bad_hint = {"roi": '{"x": 7, "y": 0.5, "size": 0.2, "angle": 0}'}  # a tracking hint outside the image
+    sent = [(p.read_bytes(), {}) for p, _ in good] + [(corrupt, {}), (good[1][0].read_bytes(), bad_hint)]
+    with ThreadPoolExecutor(len(sent)) as pool:
+        responses = list(pool.map(lambda request: post(server, request[0], headers=request[1]), sent))
+    assert [r.status_code for r in responses] == [200] * 6 + [422, 400]
+    assert [r.json()["label"] for r in responses[:6]] == [label for _, label in good]
+    assert [r.json()["type"] for r in responses[6:]] == ["CorruptImage", "BadRequest"]
     batches = samples(server, "asl_batch_size")
     assert (batches["asl_batch_size_count"], batches["asl_batch_size_sum"]) == (1, 8)  # all eight in one batch
     assert [w["pid"] for w in rest.describe()[0]["workers"]] == pids_before
@@ -182,10 +183,43 @@ def test_answers_carry_the_hand_or_null(torchserve):
     name = sorted(MARKED)[0]
     answer = post(torchserve.server, (ROBOFLOW / name).read_bytes()).json()
     hand = answer["hand"]
-    assert set(hand) == {"box", "landmarks", "handedness", "score"} and len(hand["landmarks"]) == 21
+    assert set(hand) == {"box", "landmarks", "handedness", "score", "tracked", "roi"}
+    assert len(hand["landmarks"]) == 21 and not hand["tracked"]
     left, top, right, bottom = hand["box"]
     marked = MARKED[name]
     assert marked[0] - 0.05 <= left < right <= marked[2] + 0.05
     assert marked[1] - 0.05 <= top < bottom <= marked[3] + 0.05
     room = post(torchserve.server, encode(to_pil(room_without_the_hand(name).contiguous()), "PNG"))
     assert room.status_code == 200 and room.json()["hand"] is None and room.json()["label"] in CLASS_NAMES
+
+
+def test_the_roi_hint_tracks_the_hand_in_every_input_form(torchserve):
+    """The answer's `hand.roi`, sent back with the same photo as a header, a multipart field or a JSON field:
+    each answer comes from the tracked hand (no palm detection) and agrees with the others."""
+    name = sorted(MARKED)[0]
+    data = (ROBOFLOW / name).read_bytes()
+    server = torchserve.server
+    detected = post(server, data).json()
+    roi = detected["hand"]["roi"]
+    header = post(server, data, headers={"roi": json.dumps(roi)}).json()
+    multipart = post(server, files={"data": (name, data, "image/jpeg"), "roi": (None, json.dumps(roi))}).json()
+    as_json = post(server, json={"data": base64.b64encode(data).decode(), "roi": roi}).json()
+    assert header == multipart == as_json
+    assert header["hand"]["tracked"] and header["label"] == detected["label"]
+
+
+BAD_ROI = {
+    "centre outside": '{"x": 1.5, "y": 0.5, "size": 0.2, "angle": 0}',
+    "NaN": '{"x": NaN, "y": 0.5, "size": 0.2, "angle": 0}',
+    "wrong shape": "[0.5, 0.5, 0.2, 0]",
+    "not JSON": "roi please",
+}
+
+
+@pytest.mark.parametrize("roi", BAD_ROI.values(), ids=BAD_ROI.keys())
+def test_a_bad_roi_hint_is_a_400_with_a_reason(torchserve, roi):
+    data = (ROBOFLOW / sorted(MARKED)[0]).read_bytes()
+    for response in (post(torchserve.server, data, headers={"roi": roi}),
+                     post(torchserve.server, files={"data": ("photo.jpg", data), "roi": (None, roi)})):
+        assert response.status_code == 400
+        assert response.json()["type"] == "BadRequest" and "roi" in response.json()["message"]

@@ -8,15 +8,18 @@ const JPEG_QUALITY = 0.85;
 const REQUEST_TIMEOUT_MS = 15000;
 const RETRY_MS = 3000; // after an error: the version list is re-read and the camera slows to this pace
 const TOP = 3;
+const SPELL_DEFAULTS = { threshold: 0.8, frames: 4 }; // chosen by `make spelling-benchmark` on validation people
+// MediaPipe's hand connections: the bones drawn between the 21 landmarks
+const BONES = [[0, 1], [1, 2], [2, 3], [3, 4], [0, 5], [5, 6], [6, 7], [7, 8], [5, 9], [9, 10], [10, 11], [11, 12],
+  [9, 13], [13, 14], [14, 15], [15, 16], [13, 17], [17, 18], [18, 19], [19, 20], [0, 17]];
 
 const $ = (id) => document.getElementById(id);
 const canvas = document.createElement("canvas");
 const state = {
   stream: null, // the webcam, while it runs
   explaining: false, // one explanation at a time: each is ~82 forward passes
-  candidate: null, // spell mode: the confident top-1 label of the last frames, and for how many
-  count: 0,
-  lastTyped: null, // typed once per run; `nothing` re-arms for a double letter
+  speller: null, // spell mode's rule (Speller), set below
+  roi: null, // the last answer's hand.roi: sent with the next frame, so the server tracks the hand
   photo: null, // the uploaded file on show, to explain later (the page's CSP forbids fetching blob: URLs)
   answeredAt: [], // times of recent answers, for frames/s
 };
@@ -36,10 +39,12 @@ function clearError() {
   $("error").hidden = true;
 }
 
-// POST an image to /api/{route}; the JSON answer, or an ApiError with a message a person can read.
-async function post(route, blob) {
+// POST an image to /api/{route}, with the tracking hint `roi` if given; the JSON answer, or an ApiError with a
+// message a person can read.
+async function post(route, blob, roi = null) {
   const params = new URLSearchParams({ top_k: TOP });
   if ($("version").value) params.set("version", $("version").value);
+  if (roi) params.set("roi", JSON.stringify(roi));
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), REQUEST_TIMEOUT_MS);
   try {
@@ -86,8 +91,48 @@ async function loadVersions() {
   }
 }
 
+// The hand the server found, drawn over the video or photo: its box, the 21 landmarks and their bones.
+// Coordinates are fractions of the frame, and the overlay covers the frame exactly.
+function drawHand(hand) {
+  const overlay = $("overlay");
+  const width = overlay.clientWidth * devicePixelRatio;
+  const height = overlay.clientHeight * devicePixelRatio;
+  Object.assign(overlay, { width, height });
+  const context = overlay.getContext("2d");
+  context.clearRect(0, 0, width, height);
+  $("no-hand").hidden = hand !== null;
+  $("hand").textContent = hand ? `found${hand.tracked ? ", tracked" : ""} (${hand.handedness.toLowerCase()})` :
+    "no hand: the whole frame was read";
+  if (!hand) return;
+  const [left, top, right, bottom] = hand.box;
+  const point = ([x, y]) => [x * width, y * height];
+  context.lineWidth = 2 * devicePixelRatio;
+  context.strokeStyle = "#2a6df4";
+  context.strokeRect(left * width, top * height, (right - left) * width, (bottom - top) * height);
+  context.strokeStyle = "#ffffff";
+  context.beginPath();
+  for (const [a, b] of BONES) {
+    context.moveTo(...point(hand.landmarks[a]));
+    context.lineTo(...point(hand.landmarks[b]));
+  }
+  context.stroke();
+  context.fillStyle = "#e8590c";
+  for (const landmark of hand.landmarks) {
+    context.beginPath();
+    context.arc(...point(landmark), 3 * devicePixelRatio, 0, 2 * Math.PI);
+    context.fill();
+  }
+}
+
+function clearHand() {
+  $("overlay").getContext("2d").clearRect(0, 0, $("overlay").width, $("overlay").height);
+  $("no-hand").hidden = true;
+  $("hand").textContent = "–";
+}
+
 function showAnswer(answer, milliseconds) {
   $("letter").textContent = answer.label;
+  if ("hand" in answer) drawHand(answer.hand);
   $("top3").replaceChildren(
     ...answer.top_k.slice(0, TOP).map(({ label, probability }) => {
       const item = document.createElement("li");
@@ -111,9 +156,9 @@ function showAnswer(answer, milliseconds) {
   $("fps").textContent = state.stream ? (state.answeredAt.length / 2).toFixed(1) : "–";
 }
 
-async function classify(blob) {
+async function classify(blob, roi = null) {
   const started = performance.now();
-  const answer = await post("predict", blob);
+  const answer = await post("predict", blob, roi);
   showAnswer(answer, performance.now() - started);
   clearError();
   return answer;
@@ -142,26 +187,45 @@ async function explain(blob) {
   }
 }
 
-// Spell mode: type a label once it has been the confident top-1 for `frames` frames in a row.
+// Spell mode's rule, free of the page, so that `make spelling-benchmark` replays recorded answers through it:
+// a label is typed once it has been the confident top-1 for `frames` frames in a row, and once per run;
+// `nothing`, or a frame where no hand is found, re-arms it for a double letter.
+class Speller {
+  constructor() {
+    this.candidate = null; // the confident top-1 label of the last frames, and for how many
+    this.count = 0;
+    this.lastTyped = null;
+  }
+
+  // The text after one answer.
+  step(text, answer, threshold, frames) {
+    const noHand = answer.hand === null;
+    const label = noHand ? "nothing" : answer.label;
+    if (!noHand && answer.probability < threshold) {
+      this.candidate = null;
+      this.count = 0;
+      return text;
+    }
+    this.count = label === this.candidate ? this.count + 1 : 1;
+    this.candidate = label;
+    if (this.count !== Math.max(1, Math.round(frames))) return text;
+    if (label === "nothing") {
+      this.lastTyped = null;
+      return text;
+    }
+    if (label === this.lastTyped) return text;
+    this.lastTyped = label;
+    if (label === "del") return text.slice(0, -1);
+    return text + (label === "space" ? " " : label);
+  }
+}
+state.speller = new Speller();
+
 function spell(answer) {
   if (!$("spell-on").checked) return;
-  if (answer.probability < Number($("threshold").value)) {
-    state.candidate = null;
-    state.count = 0;
-    return;
-  }
-  state.count = answer.label === state.candidate ? state.count + 1 : 1;
-  state.candidate = answer.label;
-  if (state.count !== Math.max(1, Math.round(Number($("frames").value)))) return;
-  if (answer.label === "nothing") {
-    state.lastTyped = null;
-    return;
-  }
-  if (answer.label === state.lastTyped) return;
-  state.lastTyped = answer.label;
   const text = $("text");
-  if (answer.label === "del") text.textContent = text.textContent.slice(0, -1);
-  else text.textContent += answer.label === "space" ? " " : answer.label;
+  text.textContent = state.speller.step(text.textContent, answer, Number($("threshold").value),
+    Number($("frames").value));
 }
 
 function grabFrame() {
@@ -180,11 +244,14 @@ async function cameraLoop(stream) {
     if ($("video").videoWidth > 0) {
       const frame = await grabFrame();
       try {
-        spell(await classify(frame));
+        const answer = await classify(frame, state.roi);
+        state.roi = answer.hand ? answer.hand.roi : null;
+        spell(answer);
         if ($("explain").checked) explain(frame);
       } catch (error) {
         showError(error.message);
-        state.candidate = null;
+        state.speller.candidate = null;
+        state.roi = null;
         pause = RETRY_MS;
       }
     }
@@ -212,7 +279,9 @@ function stopCamera() {
   if (!state.stream) return;
   state.stream.getTracks().forEach((track) => track.stop());
   state.stream = null;
+  state.roi = null;
   $("video").srcObject = null;
+  clearHand();
   $("camera").textContent = "Start camera";
   $("fps").textContent = "–";
 }
@@ -223,6 +292,7 @@ async function handleFile(file) {
   $("video").hidden = true;
   $("heatmap").hidden = true;
   $("stage-hint").hidden = true;
+  clearHand();
   const photo = $("photo");
   if (photo.src) URL.revokeObjectURL(photo.src);
   photo.src = URL.createObjectURL(file);
@@ -248,12 +318,12 @@ $("explain").addEventListener("change", (event) => {
   else if (!state.stream && state.photo && !$("photo").hidden) explain(state.photo);
 });
 $("version").addEventListener("change", () => {
-  state.candidate = null;
-  state.count = 0;
+  state.speller = new Speller();
+  state.roi = null;
 });
 $("clear").addEventListener("click", () => {
   $("text").textContent = "";
-  state.lastTyped = null;
+  state.speller = new Speller();
 });
 $("copy").addEventListener("click", async () => {
   try {
@@ -276,4 +346,6 @@ stage.addEventListener("drop", (event) => {
   handleFile(event.dataTransfer.files[0]);
 });
 
+$("threshold").value = SPELL_DEFAULTS.threshold;
+$("frames").value = SPELL_DEFAULTS.frames;
 loadVersions();
