@@ -13,6 +13,10 @@ MARS := model_store/asl-fp32.mar model_store/asl-int8.mar model_store/asl-onnx-i
 # glibc keeps image-sized buffers on the heap instead of mapping fresh zeroed pages for each request
 # (docs/performance.md, "The allocator"); the Dockerfile sets the same values.
 MALLOC_ENV := MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=134217728
+# TorchServe keeps its pid file (TMPDIR) and worker sockets (TEMP) in the temp directory: this checkout's own,
+# so that `make stop` here never stops a server another checkout started.
+TS_TMP := $(CURDIR)/build/tmp
+TS_ENV := TMPDIR=$(TS_TMP) TEMP=$(TS_TMP)
 CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yaml harness/archives.py \
         $(wildcard model/weights/*.tflite) model/weights/asl_hand_shape.pt
 
@@ -21,7 +25,7 @@ CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yam
         soak bad-inputs faults loadtest bench profile image base-image compose-up compose-down test lint clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv and install the project with pinned dependencies
 
@@ -66,8 +70,9 @@ $(MARS) &: $(EXPORTS) $(CORE) $(wildcard reports/evaluation.json reports/trainin
 archive: $(MARS) ## model_store/asl-{int8,fp32,onnx-int8}.mar (torch-model-archiver)
 
 serve: java-check $(MARS) ## start TorchServe in the background and wait until every version is READY
-	@$(MALLOC_ENV) $(VENV)/bin/torchserve --start --ts-config config.properties --model-store model_store --log-config log4j2.xml --ncs \
-	  >/dev/null 2>&1 || { echo "error: torchserve did not start; see logs/"; exit 1; }
+	@if $(PY) -m client wait-ready --wait 2 >/dev/null 2>&1; then echo "TorchServe is already running."; else \
+	  mkdir -p $(TS_TMP) && $(TS_ENV) $(MALLOC_ENV) $(VENV)/bin/torchserve --start --ts-config config.properties --model-store model_store \
+	    --log-config log4j2.xml --ncs >/dev/null 2>&1 || { echo "error: torchserve did not start; see logs/"; exit 1; }; fi
 	@$(PY) -m client wait-ready --wait 240 || { echo "see logs/model_log.log"; exit 1; }
 	@echo
 	@echo "TorchServe is up. Try:"
@@ -83,7 +88,7 @@ demo: java-check $(MARS) ## the browser demo on http://127.0.0.1:8000/ (starts T
 
 stop: ## stop the demo and TorchServe
 	@$(PY) -m demo stop
-	@$(VENV)/bin/torchserve --stop
+	@$(TS_ENV) $(VENV)/bin/torchserve --stop
 
 protos: $(STAMP) ## gRPC stubs in client/proto/ from the protos inside the installed TorchServe
 	$(PY) -m client.protos
@@ -93,6 +98,10 @@ rollout-demo: java-check $(MARS) ## roll a fresh version out and back under load
 
 kserve-bundle: $(MARS) ## build/kserve/: config/ + model-store/ laid out for KServe's TorchServe runtime
 	$(PY) deploy/kserve/bundle.py --model-store model_store --out build/kserve
+
+SETS ?= test
+spelling-benchmark: java-check $(MARS) ## the page spelling in Chromium (fake camera): reports/spelling.md (SETS=validation: choose defaults)
+	$(PY) -m loadtests.spelling --sets $(SETS)
 
 USERS ?= 4
 DURATION ?= 20s
@@ -128,7 +137,7 @@ compose-down: ## stop and remove the Compose stack (its state volume stays)
 	deploy/container/engine.sh compose-down
 
 test: $(STAMP) $(MARS) protos ## run the test suite (real TorchServe on free ports; ../shared data where present)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .

@@ -7,11 +7,13 @@
     unregister VERSION | set-default VERSION
     scale [--version V] --min-workers N --max-workers N
     wait-ready [--wait S]                         (REST only) wait until every version is READY
+    rotate-key inference|management               (REST only) a new key in TorchServe's key file
 
-Every command but wait-ready goes over REST, or over gRPC with --grpc. The options shown under
+Every command but wait-ready and rotate-key goes over REST, or over gRPC with --grpc. The options shown under
 "server" go before or after the command. Refused connections and 503s are retried with backoff.
 Failures print `error: ...` on stderr and exit 1; `predict` goes on past images that fail, names
-each one, and exits 1 at the end if any did.
+each one, and exits 1 at the end if any did. A wrong command line exits 2 with its usage. Ctrl-C
+exits 130; `predict` first prints its summary so far.
 """
 
 import argparse
@@ -27,6 +29,7 @@ from model.classes import CLASS_NAMES
 from model.config import MODEL_NAME
 
 RETRIES = 3  # the CLI's default; the Python clients retry only when asked
+INTERRUPTED = 130  # the shell's exit status for Ctrl-C (128 + SIGINT)
 
 
 def top_k(text: str) -> int:
@@ -55,9 +58,10 @@ def server_options(suppress: bool) -> argparse.ArgumentParser:
                        help="gRPC management HOST:PORT (env ASL_GRPC_MANAGEMENT)")
     group.add_argument("--key-file", type=Path, default=default(None),
                        help="TorchServe's key_file.json (env ASL_KEY_FILE)")
-    group.add_argument("--timeout", type=float, default=default(TIMEOUT_S), help="seconds per call")
+    group.add_argument("--timeout", type=float, default=default(TIMEOUT_S),
+                       help=f"seconds per call (default {TIMEOUT_S})")
     group.add_argument("--retries", type=int, default=default(RETRIES),
-                       help="retries after a refused connection or a 503, with exponential backoff")
+                       help=f"retries after a refused connection or a 503, with backoff (default {RETRIES})")
     return parent
 
 
@@ -95,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     wait = command("wait-ready", "wait until every version of asl is READY (REST)")
     wait.add_argument("--wait", type=float, default=180, dest="wait_s", metavar="SECONDS",
                       help="how long to wait (default 180)")
+    rotate = command("rotate-key", "replace the inference or management key (REST, with the API key); the old "
+                             "one is refused from then on")
+    rotate.add_argument("kind", choices=("inference", "management"))
     return parser
 
 
@@ -133,13 +140,26 @@ def predict(client, args: argparse.Namespace) -> int:
     if args.format == "csv":
         print(",".join(CSV_FIELDS))
     rows = []
-    for row in predict_all(images, lambda image: client.predict(image, args.version, args.top_k)):
-        rows.append(row)
-        print(render(row, args.format), flush=True)
-        if row.error:
-            print(f"error: {row.image}: {row.error}", file=sys.stderr)
+    try:
+        for row in predict_all(images, lambda image: client.predict(image, args.version, args.top_k)):
+            rows.append(row)
+            print(render(row, args.format), flush=True)
+            if row.error:
+                print(f"error: {row.image}: {row.error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"interrupted after {len(rows)} of {len(images)} images", file=sys.stderr)
+        print("\n".join(summary(rows)), file=sys.stderr)
+        return INTERRUPTED
     print("\n".join(summary(rows)), file=sys.stderr)
     return 1 if any(row.error for row in rows) else 0
+
+
+def known_versions(client) -> str:
+    """The model's versions for an error message, or why they cannot be listed."""
+    try:
+        return ", ".join(version["modelVersion"] for version in client.describe())
+    except ClientError as error:
+        return f"cannot list them: {error}"
 
 
 def run(args: argparse.Namespace, server: Server) -> int:
@@ -148,12 +168,29 @@ def run(args: argparse.Namespace, server: Server) -> int:
         rest.wait_ready(args.wait_s)
         print("\n".join(describe_versions(rest)))
         return 0
+    if args.command == "rotate-key":
+        RestClient(server, args.timeout).rotate_key(args.kind)
+        print(f"new {args.kind} key written to {server.key_file}; this repository's clients read it from there "
+              "at each call, anything that copied the old key needs the new one")
+        return 0
     if args.grpc:
         from client.grpc_client import GrpcClient  # on demand: importing it builds the stubs if missing
 
         client = GrpcClient(server, args.timeout, args.retries)
     else:
         client = RestClient(server, args.timeout, args.retries)
+    try:
+        return command(client, args)
+    except ClientError as error:
+        version = getattr(args, "version", None)
+        if version and version not in known_versions(client).split(", "):
+            raise ClientError(f"{error}\n{MODEL_NAME} has no version {version!r}; its versions: "
+                              f"{known_versions(client)}") from None
+        raise
+
+
+def command(client, args: argparse.Namespace) -> int:
+    """One command on a RestClient or a GrpcClient."""
     if args.command == "predict":
         return predict(client, args)
     if args.command == "describe":
@@ -163,7 +200,8 @@ def run(args: argparse.Namespace, server: Server) -> int:
     elif args.command == "register":
         print(client.register(archive_name(args.archive)))
     elif args.command == "unregister":
-        print(client.unregister(args.version))
+        client.unregister(args.version)
+        print(f"{MODEL_NAME} {args.version} unregistered")
     elif args.command == "set-default":
         print(client.set_default(args.version))
     elif args.command == "scale":
@@ -178,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ClientError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -73,8 +73,10 @@ def summary(rows: list[Row]) -> list[str]:
         right = Counter(row.expected for row in labelled if row.answer["label"] == row.expected)
         total = Counter(row.expected for row in labelled)
         correct = sum(right.values())
+        uncounted = sum(1 for row in failed if row.expected)
+        note = f"; {uncounted} that failed are not counted" if uncounted else ""
         lines.append(f"accuracy {correct}/{len(labelled)} = {correct / len(labelled):.1%} "
-                     f"(images in folders named by class)")
+                     f"(images in folders named by class{note})")
         lines += [f"  {label:<8} {right[label]}/{count} = {right[label] / count:.0%}"
                   for label, count in sorted(total.items())]
     return lines

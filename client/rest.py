@@ -53,6 +53,10 @@ class RestClient:
         response = self._call(method, url, "management", params=params, timeout=timeout or self.timeout_s)
         return response.json().get("status", response.text.strip())
 
+    def ping(self) -> str:
+        """TorchServe's health status, e.g. "Healthy"."""
+        return self._call("GET", f"{self.server.inference_url}/ping", "inference").json()["status"]
+
     def predict(self, image: Path, version: str | None = None, top_k: int | None = None) -> dict:
         # TorchServe 0.12 drops the query string on /predictions: top_k travels as a header.
         path = f"/predictions/{MODEL_NAME}" + (f"/{version}" if version else "")
@@ -97,6 +101,11 @@ class RestClient:
         return self._manage(
             "PUT", path, STARTUP_TIMEOUT_S, min_worker=min_workers, max_worker=max_workers, synchronous="true"
         )
+
+    def rotate_key(self, kind: str) -> None:
+        """A new `inference` or `management` key (TorchServe's token API, with the API key); TorchServe
+        writes it to the key file and refuses the old one from then on."""
+        self._call("POST", f"{self.server.management_url}/token", "API", params={"type": kind})
 
     def wait_ready(self, timeout_s: float) -> list[dict]:
         """Poll until every version of `asl` has a READY worker; return the description."""

@@ -1,6 +1,7 @@
 """python -m demo run | start | stop: the browser demo on http://127.0.0.1:8000/ in front of TorchServe.
 
-    run   [--host H] [--port P] [--allowed-host NAME ...]   serve in the foreground (uvicorn)
+    run   [--host H] [--port P] [--allowed-host NAME ...] [--ssl-certfile PEM --ssl-keyfile PEM]
+                             serve in the foreground (uvicorn)
     start [same options]     in the background (`make demo`): pid in logs/demo.pid, output in logs/demo.log
     stop                     stop the background one (`make stop`)
 
@@ -10,12 +11,12 @@ TorchServe's addresses and key file come from the ASL_* variables, as for `pytho
 import argparse
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import requests
 import uvicorn
 
 from client.settings import Server
@@ -38,29 +39,40 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--allowed-host", action="append", dest="allowed_hosts",
         help="a Host header to accept (repeatable; default 127.0.0.1 and localhost)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument("--ssl-certfile", type=Path, help="serve https with this certificate (PEM): browsers give "
+                        "the camera only to https pages or localhost")
+    parser.add_argument("--ssl-keyfile", type=Path, help="the certificate's private key (PEM)")
+    args = parser.parse_args(argv)
+    if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
+        parser.error("--ssl-certfile and --ssl-keyfile go together")
+    return args
 
 
 def start(args: argparse.Namespace) -> int:
     """Run the server detached and return once it answers, so `make demo` can print its address."""
     if (pid := running_pid()) is not None:
-        print(f"the demo is already running (pid {pid}); `make stop` stops it")
-        return 1
+        running = parse(command_line(pid)[3:])  # python -m demo run ...
+        url = address(running.host, running.port, running.ssl_certfile is not None)
+        print(f"The demo is already running: open {url}  (pid {pid}; stop it with: make stop)")
+        return 0
     LOGS.mkdir(exist_ok=True)
     command = [sys.executable, "-m", "demo", "run", "--host", args.host, "--port", str(args.port)]
     command += [f"--allowed-host={name}" for name in args.allowed_hosts or ()]
+    if args.ssl_certfile:
+        command += ["--ssl-certfile", str(args.ssl_certfile.resolve())]
+        command += ["--ssl-keyfile", str(args.ssl_keyfile.resolve())]
     with (LOGS / "demo.log").open("a") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     PID_FILE.write_text(str(process.pid))
-    url = f"http://{args.host}:{args.port}/"
-    local = f"http://127.0.0.1:{args.port}/" if args.host in ("0.0.0.0", "::") else url
+    url = address(args.host, args.port, args.ssl_certfile is not None)
+    local = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline and process.poll() is None:
         try:
-            requests.get(local, timeout=1)  # any answer (a refused Host header too) means it listens
+            socket.create_connection((local, args.port), timeout=1).close()  # it listens
             print(f"The demo is up: open {url}  (stop it with: make stop)")
             return 0
-        except requests.RequestException:
+        except OSError:
             time.sleep(0.3)
     stop()
     print(f"error: the demo did not come up at {url}; see {LOGS / 'demo.log'}")
@@ -73,14 +85,22 @@ def running_pid() -> int | None:
     if not PID_FILE.exists():
         return None
     pid = int(PID_FILE.read_text())
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        command = []
-    if b"demo" in command:
+    if "demo" in command_line(pid):
         return pid
     PID_FILE.unlink()
     return None
+
+
+def command_line(pid: int) -> list[str]:
+    """The arguments of a running process, or [] where there is none."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def address(host: str, port: int, tls: bool = False) -> str:
+    return f"{'https' if tls else 'http'}://{host}:{port}/"
 
 
 def stop() -> int:
@@ -101,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "start":
         return start(args)
     app = create_app(Server.from_env(), tuple(args.allowed_hosts or LOOPBACK_HOSTS))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", ssl_certfile=args.ssl_certfile,
+                ssl_keyfile=args.ssl_keyfile)
     return 0
 
 

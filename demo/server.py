@@ -6,6 +6,7 @@ failure is answered as JSON `{"code", "type", "message"}` that the page shows as
 """
 
 import contextlib
+import logging
 import re
 
 import httpx
@@ -21,6 +22,7 @@ from client.settings import TIMEOUT_S, ClientError, Server
 from demo import STATIC
 from model.config import MODEL_NAME
 
+logger = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024  # a photo or a webcam frame; TorchServe's max_request_size is the same
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")  # Host headers accepted by default
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -50,12 +52,14 @@ async def call(request: Request, method: str, url: str, kind: str, **kwargs) -> 
     try:
         headers = {"Authorization": f"Bearer {server.key(kind)}", **kwargs.pop("headers", {})}
         response = await request.app.state.http.request(method, url, headers=headers, **kwargs)
-    except ClientError as error:  # no key file: TorchServe never started here
-        raise DemoError(503, "TorchServeUnavailable", str(error)) from None
+    except ClientError as error:  # no key file: TorchServe never started here (paths stay in the server's log)
+        logger.warning("%s", error)
+        raise DemoError(503, "TorchServeUnavailable", "TorchServe is not running: start it with make serve") from None
     except httpx.TimeoutException:
         raise DemoError(504, "TorchServeTimeout", f"TorchServe did not answer within {TIMEOUT_S} s") from None
-    except httpx.TransportError:
-        message = f"TorchServe is not reachable at {url.split('/', 3)[2]}: is it running (make serve)?"
+    except httpx.TransportError as error:
+        logger.warning("TorchServe is not reachable at %s: %s", url, error)
+        message = "TorchServe is not reachable: is it running (make serve)?"
         raise DemoError(503, "TorchServeUnavailable", message) from None
     if response.status_code >= 400:
         raise torchserve_error(response)

@@ -15,6 +15,7 @@ import binascii
 import dataclasses
 import json
 import logging
+import time
 from pathlib import Path
 
 from ts.metrics.dimension import Dimension
@@ -25,7 +26,7 @@ from model.config import DEFAULT_TOP_K, PREPROCESS
 from model.decode import CorruptImage, EmptyImage, ImageError, ImageTooLarge, NotAnImage
 from model.explain import explain
 from model.hands import BadHint, parse_hint
-from model.pipeline import BatchResult, Classifier, HandReader
+from model.pipeline import BatchResult, Classifier, HandReader, elapsed_ms
 from model.runtime import load_model, use_threads
 
 logger = logging.getLogger(__name__)
@@ -167,11 +168,14 @@ class ASLHandler:
         }
 
     def handle(self, data: list[dict], context) -> list:
-        """One answer per request; the `describe` header asks for the model's metadata instead."""
-        if context.get_request_header(0, "describe") == "True":
-            answers = [json.dumps(self.metadata)]
-        else:
-            answers = self.predict(data, context)
+        """One answer per request, each on its own: a request with the `describe` header (the management
+        API's `?customized=true`, or anyone's inference request carrying it) gets the model's metadata, and
+        the requests batched with it are predicted as usual."""
+        started = time.perf_counter()
+        described = {idx for idx in range(len(data)) if context.get_request_header(idx, "describe") == "True"}
+        answers = self.predict(data, context, skip=described)
+        for idx in described:
+            answers[idx] = json.dumps(self.metadata)
         for idx in range(len(answers)):
             context.set_response_content_type(idx, "application/json")
             context.set_response_header(idx, VERSION_HEADER, self.version)
@@ -180,14 +184,19 @@ class ASLHandler:
                 # only) message of its stream. Unary gRPC ignores it; REST must not get it (TorchServe 0.12
                 # then sends a chunk without the response head and the client waits forever).
                 context.set_response_header(idx, STREAM_NEXT, "false")
+        # TorchServe's metrics.yaml declares HandlerTime; its BaseHandler, which this module does not use, emits it
+        context.metrics.add_time("HandlerTime", round(elapsed_ms(started), 2), None, "ms")
         return answers
 
-    def predict(self, data: list[dict], context) -> list[str]:
+    def predict(self, data: list[dict], context, skip: set[int]) -> list[str | None]:
         """Unreadable requests are answered here; the images of the others go to the core in two groups:
-        explanations (`POST /explanations/...` arrives with the header `explain: True`) and predictions."""
+        explanations (`POST /explanations/...` arrives with the header `explain: True`) and predictions.
+        Requests in `skip` are left to the caller (None in their slots)."""
         outputs: list[dict | BadRequest | ImageError | None] = [None] * len(data)
         readable: dict[int, tuple[bytes, int, dict | None]] = {}
         for idx, request in enumerate(data):
+            if idx in skip:
+                continue
             try:
                 top_k = requested_top_k(request, context.get_request_header(idx, "top_k"), self.default_top_k)
                 hint = requested_hint(request, context.get_request_header(idx, "roi"))
@@ -203,10 +212,12 @@ class ASLHandler:
                 timings.update(result.timings_ms)
                 for i, output in zip(indices, result.outputs, strict=True):
                     outputs[i] = output
-        self.record(len(data), timings, outputs, context.metrics)
-        answers = []
+        self.record(len(data), timings, [o for i, o in enumerate(outputs) if i not in skip], context.metrics)
+        answers: list[str | None] = []
         for idx, output in enumerate(outputs):
-            if isinstance(output, dict):
+            if idx in skip:
+                answers.append(None)
+            elif isinstance(output, dict):
                 answers.append(json.dumps({**output, "model_version": self.version}))
             else:
                 status, kind = status_of(output)
@@ -220,9 +231,14 @@ class ASLHandler:
         return explain(self.classifier, images)
 
     def record(self, batch_size: int, timings_ms: dict[str, float], outputs: list, metrics) -> None:
-        """Batch size, time per stage and failed requests by type, each labelled with this version."""
+        """Batch size (a histogram, and a counter per size), time per stage and failed requests by type, each
+        labelled with this version."""
         version = Dimension("ModelVersion", self.version)
         metrics.add_metric("asl_batch_size", batch_size, "count", None, [version], MetricTypes.HISTOGRAM)
+        # TorchServe's Prometheus histograms have fixed latency buckets (5, 7.5, 10 ...): sizes 6-8 share two.
+        # One counter per size tells every size apart; the histogram keeps the exact mean (_sum / _count).
+        metrics.add_metric("asl_batches", 1, "count", None, [Dimension("BatchSize", str(batch_size)), version],
+                           MetricTypes.COUNTER)
         for stage, ms in timings_ms.items():
             metrics.add_metric("asl_stage_seconds", ms / 1000.0, "seconds", None,
                                [Dimension("Stage", stage), version], MetricTypes.HISTOGRAM)

@@ -7,6 +7,7 @@ docs/security.md: a body over `max_request_size` (413, empty body) and a form-en
 (500 ErrorDataDecoderException, what a bare `curl --data-binary` sends).
 """
 
+import base64
 import io
 import random
 import re
@@ -76,6 +77,8 @@ def cases(photo_path: Path, label: str) -> list[Case]:
         archive.writestr(photo_path.name, jpeg)
     animated = encode(image, "GIF", save_all=True, append_images=[Image.new("RGB", image.size, (255, 0, 0))])
     noise = random.Random(0).randbytes
+    encoded = base64.b64encode(jpeg).decode()
+    corner = {"x": 0.02, "y": 0.02, "size": 0.05, "angle": 0}  # a tracking hint where no hand is
     return [
         Case("empty body", 400, "EmptyImage", b""),
         Case("one byte", 415, "UnsupportedMediaType", b"\x00"),
@@ -120,6 +123,11 @@ def cases(photo_path: Path, label: str) -> list[Case]:
         Case("largest allowed image (6300x6300 PNG)", 200, PREDICTION,
              encode(image.resize((6300, 6300)), "PNG", compress_level=1), label=label),
         Case("EXIF-rotated JPEG", 200, PREDICTION, rotated_jpeg(image), label=label),
+        Case("roi hint outside the image", 400, "BadRequest", json={"data": encoded, "roi": {**corner, "x": 5}}),
+        Case("roi hint of the wrong shape", 400, "BadRequest", json={"data": encoded, "roi": [0.5, 0.5, 0.2, 0]}),
+        Case("roi hint holding NaN (multipart)", 400, "BadRequest",
+             files={"data": ("a.jpg", jpeg, "image/jpeg"), "roi": (None, '{"x": NaN, "y": 0, "size": 1, "angle": 0}')}),
+        Case("roi hint where no hand is", 200, PREDICTION, json={"data": encoded, "roi": corner}, label=label),
     ]
 
 

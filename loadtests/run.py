@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from client.settings import Server
+from client.rest import RestClient
+from client.settings import ClientError, Server
 from loadtests.images import DEFAULT_IMAGES, image_paths
 from training.config import REPO
 
@@ -131,14 +132,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "reports" / "loadtest")
     args = parser.parse_args(argv)
     server = Server.from_env()
+    for stale in [args.out / "summary.md", args.out / "report.html", *args.out.glob(f"{PREFIX}*")]:
+        stale.unlink(missing_ok=True)  # a failed run must not leave another run's report behind
+    try:
+        RestClient(server).ping()
+    except ClientError as error:
+        return fail(args.out, f"TorchServe does not answer at {server.inference_url}: {error}")
     code = run_locust(server, args.users, args.duration, args.out, args.images, args.model_version)
     if not (args.out / f"{PREFIX}.json").exists():
-        print(f"error: Locust wrote no statistics (exit status {code})", file=sys.stderr)
-        return code or 1
+        return fail(args.out, f"Locust wrote no statistics (exit status {code})")
+    if not json.loads((args.out / f"{PREFIX}.json").read_text()):
+        return fail(args.out, "no request completed: is TorchServe still up?")
     text = summary(args.out, server, args.users, args.duration, args.images, args.model_version)
     (args.out / "summary.md").write_text(text)
     print(text)
     return code
+
+
+def fail(out: Path, reason: str) -> int:
+    """A run that measured nothing: say so on stderr and in summary.md; exit status 1."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text(f"# Load test\n\n**FAIL: {reason}.**\n")
+    print(f"error: {reason}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,28 @@ def test_folders_are_searched_and_a_bad_file_does_not_stop_the_run(torchserve, p
         count = len(list((SAMPLES / name).glob("*.jpg")))
         assert any(line.split()[:1] == [name] and line.split()[1].endswith(f"/{count}")
                    for line in done.stderr.splitlines()), (name, done.stderr)
-    assert "accuracy " in done.stderr
+    assert "accuracy " in done.stderr and "1 that failed are not counted" in done.stderr
+
+
+def test_ctrl_c_ends_a_folder_run_with_its_summary_and_130(torchserve):
+    """Interrupted after its first answer, a run over every committed sample prints what it has done."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "client", "predict", str(SAMPLES)], cwd=REPO, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **torchserve.server.env()},
+    )
+    first_row = process.stdout.readline()  # one image answered: the run is under way
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert json.loads(first_row)["image"]
+    assert process.returncode == 130
+    assert f"of {len(photos_in(SAMPLES))} images" in stderr and "images predicted" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_an_unknown_version_lists_the_known_ones(torchserve):
+    done = asl(torchserve.server, "describe", "--version", "9.9-none")
+    assert done.returncode == 1
+    assert "no version '9.9-none'" in done.stderr and "1.0-int8" in done.stderr and "1.0-fp32" in done.stderr
 
 
 def test_csv_output_has_a_header_and_one_record_per_image(torchserve, photo_tree):

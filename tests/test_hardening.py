@@ -7,8 +7,10 @@ test_management.py.
 
 import ipaddress
 import json
+import os
 import shutil
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import psutil
@@ -160,6 +162,34 @@ def test_keys_rotate_through_the_token_api(private_server):
         response = requests.post(f"{server.inference_url}/predictions/asl", data=image, timeout=30,
                                  headers={"Authorization": f"Bearer {key}", "Content-Type": "application/octet-stream"})
         assert response.status_code == status
+
+
+def test_make_stop_stops_only_this_checkouts_server(private_server, tmp_path):
+    """`make stop`'s TorchServe command, as a checkout in `tmp_path` renders it, run where the temp directory
+    is another server's (as every checkout's was, before each got its build/tmp): that server keeps running.
+    (Only that command runs: the whole target would also stop this checkout's demo.)"""
+    other = private_server.workdir / "tmp"
+    assert (other / ".model_server.pid").exists()
+    recipe = subprocess.run(["make", "-s", "-n", "-C", str(tmp_path), "-f", str(REPO / "Makefile"),
+                             f"VENV={REPO / '.venv'}", "stop"], capture_output=True, text=True, check=True).stdout
+    (command,) = [line for line in recipe.splitlines() if "torchserve --stop" in line]
+    assert f"TMPDIR={tmp_path}/build/tmp" in command
+    subprocess.run(command, shell=True, env={**os.environ, "TMPDIR": str(other), "TEMP": str(other)},
+                   capture_output=True, timeout=120)
+    assert RestClient(private_server.server).ping() == "Healthy"
+    assert (other / ".model_server.pid").exists()
+
+
+def test_the_cli_rotates_a_key_and_says_where_it_went(private_server):
+    server = private_server.server
+    before = json.loads(server.key_file.read_text())
+    done = subprocess.run([sys.executable, "-m", "client", "rotate-key", "management"], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **server.env()})
+    assert done.returncode == 0, done.stderr
+    assert f"new management key written to {server.key_file}" in done.stdout
+    after = json.loads(server.key_file.read_text())
+    assert after["management"]["key"] != before["management"]["key"]
+    assert RestClient(server).default_version()  # the clients follow: they read the file at each call
 
 
 def test_soak_counts_a_replaced_worker_as_a_restart_and_two_workers_as_none():

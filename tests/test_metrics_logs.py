@@ -51,6 +51,22 @@ def test_handler_timings_and_batch_sizes_are_histograms_per_version(traffic):
         assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value >= 2  # both requests, in batches of 1+
 
 
+def test_batches_are_counted_per_size(traffic):
+    batches = families(traffic)["asl_batches"]
+    assert batches.type == "counter"
+    for version in VERSIONS:
+        sizes = {int(s.labels["BatchSize"]): s.value for s in labelled(batches, ModelVersion=version)}
+        assert sizes and set(sizes) <= set(range(1, 9)) and all(count >= 1 for count in sizes.values())
+
+
+def test_handler_time_is_emitted_as_declared(traffic):
+    """TorchServe's metrics.yaml declares HandlerTime for every model: this handler emits it for each batch."""
+    handler_time = families(traffic)["HandlerTime"]
+    assert handler_time.type == "gauge"
+    assert {s.labels["ModelName"] for s in handler_time.samples} >= {"asl"}
+    assert all(s.value > 0 for s in handler_time.samples)
+
+
 def test_errors_are_counted_by_type_and_version(traffic):
     errors = families(traffic)["asl_request_errors"]
     assert errors.type == "counter"
@@ -81,6 +97,7 @@ def test_dashboard_queries_use_exposed_series_and_labels(traffic):
     histograms = {name for name, family in found.items() if family.type == "histogram"}
     used = {re.sub("|".join(HISTOGRAM_SUFFIXES) + "$", "", w) for q in queries for w in re.findall(r"asl_\w+", q)}
     assert {"asl_stage_seconds", "asl_batch_size"} <= used & histograms
+    assert any("asl_batches_total" in q and "BatchSize" in q for q in queries)
     assert any("asl_request_errors_total" in q for q in queries)
 
 

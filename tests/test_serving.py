@@ -157,12 +157,22 @@ def batching_server(model_store):
         yield server
 
 
+def batch_sizes(server) -> tuple[float, float]:
+    """How many batches the server has run, and how many requests they held, so far."""
+    try:
+        batches = samples(server, "asl_batch_size")
+    except KeyError:  # no batch yet
+        return 0.0, 0.0
+    return batches["asl_batch_size_count"], batches["asl_batch_size_sum"]
+
+
 def test_one_bad_image_fails_alone_in_its_batch(batching_server):
     server = batching_server.server
     rest = RestClient(server)
     description = rest.describe()[0]
     assert (description["maxBatchDelay"], len(description["workers"])) == (3000, 1)
     pids_before = [w["pid"] for w in description["workers"]]
+    before = batch_sizes(server)
     good = sample_images()[::8][:6]
     corrupt = good[0][0].read_bytes()[:2000]  # a truncated JPEG
     bad_hint = {"roi": '{"x": 7, "y": 0.5, "size": 0.2, "angle": 0}'}  # a tracking hint outside the image
@@ -172,9 +182,26 @@ def test_one_bad_image_fails_alone_in_its_batch(batching_server):
     assert [r.status_code for r in responses] == [200] * 6 + [422, 400]
     assert [r.json()["label"] for r in responses[:6]] == [label for _, label in good]
     assert [r.json()["type"] for r in responses[6:]] == ["CorruptImage", "BadRequest"]
-    batches = samples(server, "asl_batch_size")
-    assert (batches["asl_batch_size_count"], batches["asl_batch_size_sum"]) == (1, 8)  # all eight in one batch
+    count, total = (now - then for now, then in zip(batch_sizes(server), before, strict=True))
+    assert (count, total) == (1, 8)  # all eight in one batch
     assert [w["pid"] for w in rest.describe()[0]["workers"]] == pids_before
+
+
+def test_a_describe_header_is_answered_alone_and_fails_no_one_else(batching_server):
+    """10 rounds of 8 concurrent requests, the first of each carrying `describe: True`: that one gets the
+    metadata, the seven batched with it their predictions."""
+    server = batching_server.server
+    before = batch_sizes(server)
+    good = sample_images()[::8][:7]
+    sent = [(good[0][0].read_bytes(), {"describe": "True"})] + [(p.read_bytes(), {}) for p, _ in good]
+    for _ in range(10):
+        with ThreadPoolExecutor(len(sent)) as pool:
+            responses = list(pool.map(lambda request: post(server, request[0], headers=request[1]), sent))
+        assert [r.status_code for r in responses] == [200] * 8
+        assert responses[0].json()["classes"] == list(CLASS_NAMES)
+        assert [r.json()["label"] for r in responses[1:]] == [label for _, label in good]
+    count, total = (now - then for now, then in zip(batch_sizes(server), before, strict=True))
+    assert total == 80 and count < 80  # the requests were batched
 
 
 def test_answers_carry_the_hand_or_null(torchserve):

@@ -25,7 +25,7 @@ from model.config import PREPROCESS
 from model.network import ASLNet, build_network
 from model.preprocess import normalize_batch
 from model.runtime import load_model
-from training.config import EXPORT_FILES, SAMPLES, ExportConfig, TrainConfig
+from training.config import EXPORT_FILES, REPO, SAMPLES, SHARED_DATA, ExportConfig, TrainConfig
 from training.dataset import ImageSet, load_images, scan, split_by_blocks
 from training.metrics import accuracy_by_source, predict_logits
 from training.sampling import balanced_weights
@@ -121,6 +121,8 @@ def export_data(data: tuple[Path, ...], config: TrainConfig, count: int) -> tupl
     train, validation = split_by_blocks(scan(roots), config.split, config.seed)
     if roots == [SAMPLES]:
         train = validation = train + validation
+        print(f"no training data at {SHARED_DATA}: int8 is calibrated and checked on the {len(train)} committed "
+              f"sample photos ({SAMPLES.relative_to(REPO)})")
     generator = torch.Generator().manual_seed(config.seed)
     picked = []
     if count:
@@ -146,7 +148,10 @@ def check(net: ASLNet, exported: Path, validation: ImageSet, config: ExportConfi
         **{name: accuracy_by_source(output, validation.labels, validation.sources)
            for name, output in predictions.items()},
     }
-    print(json.dumps(report, indent=2))
+    agreements = ", ".join(f"{name} agrees with {fp32} on {report[f'{name}_top1_agreement']:.2%}"
+                           for name, fp32 in INT8_OF.items())
+    print(f"checked on {len(validation)} validation images: {agreements}; ONNX fp32 logits within {difference:.2g} "
+          "of the network's")
     if difference > MAX_LOGIT_DIFFERENCE:
         raise SystemExit(f"ONNX fp32 logits differ from the network's by up to {difference:.2g}: not exporting")
     for name, fp32 in INT8_OF.items():
@@ -173,7 +178,7 @@ def export(weights: Path, data: tuple[Path, ...], out_dir: Path, config: ExportC
         for file in EXPORT_FILES.values():
             shutil.move(staged / file, out_dir / file)
     (out_dir / "export_report.json").write_text(json.dumps(report, indent=2))
-    print(f"wrote {', '.join(EXPORT_FILES.values())} in {out_dir}")
+    print(f"wrote {', '.join(EXPORT_FILES.values())} in {out_dir}, and the full check in export_report.json")
     return report
 
 

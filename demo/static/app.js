@@ -7,8 +7,9 @@ const FRAME_SIDE = 320; // larger frames shrink to this longer side before JPEG 
 const JPEG_QUALITY = 0.85;
 const REQUEST_TIMEOUT_MS = 15000;
 const RETRY_MS = 3000; // after an error: the version list is re-read and the camera slows to this pace
+const VERSIONS_REFRESH_MS = 15000; // the version list is re-read this often (a set-default, a new version)
 const TOP = 3;
-const SPELL_DEFAULTS = { threshold: 0.8, frames: 4 }; // chosen by `make spelling-benchmark` on validation people
+const SPELL_DEFAULTS = { threshold: 0.4, frames: 3 }; // chosen by `make spelling-benchmark` on validation people
 // MediaPipe's hand connections: the bones drawn between the 21 landmarks
 const BONES = [[0, 1], [1, 2], [2, 3], [3, 4], [0, 5], [5, 6], [6, 7], [7, 8], [5, 9], [9, 10], [10, 11], [11, 12],
   [9, 13], [13, 14], [14, 15], [15, 16], [13, 17], [17, 18], [18, 19], [19, 20], [0, 17]];
@@ -21,6 +22,7 @@ const state = {
   speller: null, // spell mode's rule (Speller), set below
   roi: null, // the last answer's hand.roi: sent with the next frame, so the server tracks the hand
   photo: null, // the uploaded file on show, to explain later (the page's CSP forbids fetching blob: URLs)
+  versionsFailed: false, // the error on show is the version list's: cleared once the list is read
   answeredAt: [], // times of recent answers, for frames/s
 };
 
@@ -56,8 +58,8 @@ async function post(route, blob, roi = null) {
     });
     const body = await response.json().catch(() => null);
     if (!response.ok) {
-      const detail = body && body.message ? `${body.type}: ${body.message}` : "no details";
-      throw new ApiError(`The server answered ${response.status} (${detail})`);
+      throw new ApiError(body && body.message ? `${body.message} (${response.status})` :
+        `The server answered ${response.status} without an explanation.`);
     }
     return body;
   } catch (error) {
@@ -69,7 +71,10 @@ async function post(route, blob, roi = null) {
   }
 }
 
+// The version list, re-read every VERSIONS_REFRESH_MS, and every RETRY_MS while a version is not ready or the
+// list cannot be read (TorchServe starting or down).
 async function loadVersions() {
+  let next = VERSIONS_REFRESH_MS;
   try {
     const response = await fetch("/api/versions");
     const body = await response.json().catch(() => null);
@@ -84,11 +89,15 @@ async function loadVersions() {
         return option;
       }),
     );
-    clearError();
+    if (!body.versions.every((v) => v.ready)) next = RETRY_MS;
+    if (state.versionsFailed) clearError();
+    state.versionsFailed = false;
   } catch (error) {
     showError(`Cannot list the model versions: ${error.message} Retrying…`);
-    setTimeout(loadVersions, RETRY_MS);
+    state.versionsFailed = true;
+    next = RETRY_MS;
   }
+  setTimeout(loadVersions, next);
 }
 
 // The hand the server found, drawn over the video or photo: its box, the 21 landmarks and their bones.
@@ -122,6 +131,14 @@ function drawHand(hand) {
     context.arc(...point(landmark), 3 * devicePixelRatio, 0, 2 * Math.PI);
     context.fill();
   }
+}
+
+// No answer on show: after an error, nothing stale stays on the page.
+function clearAnswer() {
+  $("letter").textContent = "";
+  $("top3").replaceChildren();
+  for (const id of ["latency", "answered"]) $(id).textContent = "–";
+  clearHand();
 }
 
 function clearHand() {
@@ -179,6 +196,7 @@ async function explain(blob) {
       $("heatmap").src = `data:image/png;base64,${answer.heatmap_png}`;
       $("heatmap").title = `occlusion map for ${answer.label} (${answer.forward_passes} forward passes)`;
       $("heatmap").hidden = false;
+      $("legend").hidden = false;
     }
   } catch (error) {
     showError(`Explanation failed: ${error.message}`);
@@ -189,7 +207,8 @@ async function explain(blob) {
 
 // Spell mode's rule, free of the page, so that `make spelling-benchmark` replays recorded answers through it:
 // a label is typed once it has been the confident top-1 for `frames` frames in a row, and once per run;
-// `nothing`, or a frame where no hand is found, re-arms it for a double letter.
+// `nothing` re-arms it for a double letter. A frame where no hand is found counts like any other: the CNN
+// then reads the whole frame, and is often right where the palm detector misses a hand (a dim photo).
 class Speller {
   constructor() {
     this.candidate = null; // the confident top-1 label of the last frames, and for how many
@@ -199,9 +218,8 @@ class Speller {
 
   // The text after one answer.
   step(text, answer, threshold, frames) {
-    const noHand = answer.hand === null;
-    const label = noHand ? "nothing" : answer.label;
-    if (!noHand && answer.probability < threshold) {
+    const label = answer.label;
+    if (answer.probability < threshold) {
       this.candidate = null;
       this.count = 0;
       return text;
@@ -250,6 +268,7 @@ async function cameraLoop(stream) {
         if ($("explain").checked) explain(frame);
       } catch (error) {
         showError(error.message);
+        clearAnswer();
         state.speller.candidate = null;
         state.roi = null;
         pause = RETRY_MS;
@@ -266,7 +285,7 @@ async function startCamera() {
     $("video").srcObject = stream;
     $("video").hidden = false;
     $("photo").hidden = true;
-    $("heatmap").hidden = true;
+    hideHeatmap();
     $("stage-hint").hidden = true;
     $("camera").textContent = "Stop camera";
     cameraLoop(stream);
@@ -290,7 +309,7 @@ async function handleFile(file) {
   if (!file) return;
   stopCamera();
   $("video").hidden = true;
-  $("heatmap").hidden = true;
+  hideHeatmap();
   $("stage-hint").hidden = true;
   clearHand();
   const photo = $("photo");
@@ -302,8 +321,7 @@ async function handleFile(file) {
     await classify(file);
     if ($("explain").checked) await explain(file);
   } catch (error) {
-    $("letter").textContent = "?";
-    $("top3").replaceChildren();
+    clearAnswer();
     showError(`${file.name}: ${error.message}`);
   }
 }
@@ -313,8 +331,13 @@ $("upload").addEventListener("change", (event) => {
   handleFile(event.target.files[0]);
   event.target.value = ""; // the same file again is a new upload
 });
+function hideHeatmap() {
+  $("heatmap").hidden = true;
+  $("legend").hidden = true;
+}
+
 $("explain").addEventListener("change", (event) => {
-  if (!event.target.checked) $("heatmap").hidden = true;
+  if (!event.target.checked) hideHeatmap();
   else if (!state.stream && state.photo && !$("photo").hidden) explain(state.photo);
 });
 $("version").addEventListener("change", () => {
@@ -334,7 +357,20 @@ $("copy").addEventListener("click", async () => {
     showError(`Copy failed: ${error.message}`);
   }
 });
+// A file the browser cannot show (the server says what it is): the hint instead of a broken-image icon.
+$("photo").addEventListener("error", () => {
+  if (!$("photo").getAttribute("src")) return;
+  $("photo").hidden = true;
+  $("stage-hint").textContent = "This file is not an image the browser can show.";
+  $("stage-hint").hidden = false;
+});
 const stage = $("stage");
+// The drop zone is also a button for keyboards: Enter or Space opens the file picker.
+stage.addEventListener("keydown", (event) => {
+  if (event.key !== "Enter" && event.key !== " ") return;
+  event.preventDefault();
+  $("upload").click();
+});
 stage.addEventListener("dragover", (event) => {
   event.preventDefault();
   stage.classList.add("dragging");
