@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how long to wait (default 180)")
     rotate = command("rotate-key", "replace the inference or management key (REST, with the API key); the old "
                              "one is refused from then on")
-    rotate.add_argument("kind", choices=("inference", "management"))
+    rotate.add_argument("kind", choices=("inference", "management"), help="which key to replace")
     return parser
 
 
@@ -184,8 +184,8 @@ def run(args: argparse.Namespace, server: Server) -> int:
     except ClientError as error:
         version = getattr(args, "version", None)
         if version and version not in known_versions(client).split(", "):
-            raise ClientError(f"{error}\n{MODEL_NAME} has no version {version!r}; its versions: "
-                              f"{known_versions(client)}") from None
+            raise ClientError(f"{error} ({MODEL_NAME} has no version {version!r}; its versions: "
+                              f"{known_versions(client)})") from None
         raise
 
 

@@ -31,7 +31,11 @@ def load_model(path: Path, threads: int) -> Callable[[torch.Tensor], torch.Tenso
         return OnnxModel(path, threads)
     torch.set_num_threads(threads)
     silence_int8_deprecation()
-    return torch.jit.freeze(torch.jit.load(str(path), map_location="cpu").eval())
+    with warnings.catch_warnings():
+        # torch 2.13 deprecates TorchScript in favour of torch.export; TorchScript is the format this project
+        # serves (TorchServe's handler loads it), so the notice says nothing a user can act on.
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
+        return torch.jit.freeze(torch.jit.load(str(path), map_location="cpu").eval())
 
 
 class OnnxModel:
