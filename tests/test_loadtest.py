@@ -14,8 +14,9 @@ import zipfile
 import pytest
 import yaml
 
+from client.settings import Server
 from harness.archives import CONFIG, MANIFEST, derive, model_config, shipped_archive
-from harness.server import private_torchserve
+from harness.server import free_ports, private_torchserve
 from loadtests.profile_stages import BASELINE
 from model.pipeline import STAGES
 from tests.conftest import REPO, sample_images
@@ -65,6 +66,21 @@ def test_smoke_load_test_over_rest_and_grpc_has_no_failures(load_test_server, tm
     assert "PASS: no request failed" in summary
     for name in ("report.html", "locust_stats.csv", "locust_failures.csv", "locust.json"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_a_load_test_without_a_server_fails_at_once_and_leaves_no_old_report(tmp_path):
+    (port,) = free_ports(1)
+    out = tmp_path / "loadtest"
+    out.mkdir()
+    (out / "summary.md").write_text("**PASS: no request failed.**\n")  # an earlier run's
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtests.run", "--duration", "60s", "--out", str(out)], capture_output=True,
+        text=True, timeout=60, env={**os.environ, **Server(inference_url=f"http://127.0.0.1:{port}",
+                                                         key_file=tmp_path / "key_file.json").env()},
+    )
+    assert done.returncode == 1 and "make serve" in done.stderr
+    assert "FAIL" in (out / "summary.md").read_text() and "PASS" not in (out / "summary.md").read_text()
+    assert not (out / "report.html").exists()
 
 
 def test_a_derived_archive_changes_only_its_version_and_serving_settings(model_store, tmp_path):

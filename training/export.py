@@ -11,6 +11,7 @@ the committed sample images serve for both.
 import argparse
 import copy
 import json
+import logging
 import shutil
 import tempfile
 import warnings
@@ -40,6 +41,7 @@ KNOWN_WARNINGS = (
     (r"`torch\.jit\.\w+` is deprecated", DeprecationWarning),
     (r"torch\.ao\.quantization is deprecated", DeprecationWarning),
     (r"Please use quant_min and quant_max", UserWarning),  # x86's reduce_range, which the default qconfig sets
+    (r"torch\.quantize_per_tensor.*deprecated", UserWarning),  # the same eager int8 path (see model/runtime.py)
     (r"Converting a tensor to a Python float", torch.jit.TracerWarning),  # constant scales traced on purpose
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),  # inside torch's own FX tracing
 )
@@ -85,7 +87,12 @@ def quantize_int8(net: ASLNet, calibration: torch.Tensor, batch_size: int = 64) 
 
 
 def to_onnx(net: ASLNet, path: Path) -> None:
-    """The same network through torch.export (the TorchScript-based ONNX exporter is deprecated), any batch size."""
+    """The same network through torch.export (the TorchScript-based ONNX exporter is deprecated), any batch size.
+
+    The exporter logs that torchvision's operators are skipped where torchvision is not installed: this
+    network uses none of them, so that logger is quietened to errors.
+    """
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     program = torch.onnx.export(net.eval(), (example_input(),), input_names=[ONNX_INPUT], output_names=["logits"],
                                 dynamic_shapes=({0: "batch"},), opset_version=OPSET, dynamo=True, verbose=False)
     program.save(str(path), external_data=False)
