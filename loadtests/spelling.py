@@ -95,7 +95,7 @@ def letter_photos(samples: list[Sample]) -> dict[str, Path]:
     return {letter: sorted(paths)[len(paths) // 2] for letter, paths in sorted(by_letter.items())}
 
 
-def script(letters: str) -> tuple[list[str], str]:
+def script(letters: str) -> tuple[list[str | int], str]:
     """The labels to show (NOTHING for the empty room) and the text they spell: the alphabet, then `WORDS`,
     each with the letters this set has."""
     words = ["".join(sorted(letters))] + ["".join(c for c in word if c in letters) for word in WORDS]
@@ -109,7 +109,7 @@ def script(letters: str) -> tuple[list[str], str]:
     return labels, "".join(words)
 
 
-def frames(labels: list[str], photos: dict[str, Path], room: Image.Image, mode: str, hold_s: float,
+def frames(labels: list[str | int], photos: dict[str, Path], room: Image.Image, mode: str, hold_s: float,
            rng: random.Random) -> list[tuple[Image.Image, int]]:
     """The video's segments: each label's frame and how many video frames it is held."""
     if mode == "hand-filling":

@@ -26,8 +26,8 @@ from ai_edge_litert.interpreter import Interpreter
 from model.config import HANDS, HandsConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-WRIST, INDEX_MCP, MIDDLE_MCP, RING_MCP = 0, 5, 9, 13  # landmark indices: the hand's up direction runs from the
-# wrist towards the knuckles
+# Landmark indices: the hand's up direction runs from the wrist towards the knuckles.
+WRIST, INDEX_MCP, MIDDLE_MCP, RING_MCP = 0, 5, 9, 13
 PALM_WRIST, PALM_MIDDLE = 0, 2  # palm-detector keypoints for the same direction
 
 

@@ -118,6 +118,7 @@ def test_each_log_line_is_written_once_in_its_own_file(torchserve, traffic):
     repeated = [line for line, count in Counter(timestamped(ts_log)).items() if count > 1]
     assert timestamped(ts_log) and repeated == []
     assert "ACCESS_LOG" not in ts_log and "[METRICS]" not in ts_log and "MODEL_LOG" not in ts_log
+    assert "Invalid model config in mar" not in ts_log  # worker counts come from config.properties on purpose
     assert "POST /predictions/asl/1.0-fp32" in torchserve.log("access_log.log")
     assert "asl_stage_seconds" in torchserve.log("model_metrics.log")
 

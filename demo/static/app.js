@@ -141,6 +141,11 @@ function clearAnswer() {
   clearHand();
 }
 
+function hideHeatmap() {
+  $("heatmap").hidden = true;
+  $("legend").hidden = true;
+}
+
 function clearHand() {
   $("overlay").getContext("2d").clearRect(0, 0, $("overlay").width, $("overlay").height);
   $("no-hand").hidden = true;
@@ -331,11 +336,6 @@ $("upload").addEventListener("change", (event) => {
   handleFile(event.target.files[0]);
   event.target.value = ""; // the same file again is a new upload
 });
-function hideHeatmap() {
-  $("heatmap").hidden = true;
-  $("legend").hidden = true;
-}
-
 $("explain").addEventListener("change", (event) => {
   if (!event.target.checked) hideHeatmap();
   else if (!state.stream && state.photo && !$("photo").hidden) explain(state.photo);
