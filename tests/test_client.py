@@ -62,10 +62,11 @@ def test_folders_are_searched_and_a_bad_file_does_not_stop_the_run(torchserve, p
     assert "accuracy " in done.stderr and "1 that failed are not counted" in done.stderr
 
 
-def test_ctrl_c_ends_a_folder_run_with_its_summary_and_130(torchserve):
+@pytest.mark.parametrize("transport", [[], ["--grpc"]], ids=["rest", "grpc"])
+def test_ctrl_c_ends_a_folder_run_with_its_summary_and_130(torchserve, transport):
     """Interrupted after its first answer, a run over every committed sample prints what it has done."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "client", "predict", str(SAMPLES)], cwd=REPO, text=True,
+        [sys.executable, "-m", "client", "predict", str(SAMPLES), *transport], cwd=REPO, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **torchserve.server.env()},
     )
     first_row = process.stdout.readline()  # one image answered: the run is under way
