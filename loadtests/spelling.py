@@ -41,7 +41,7 @@ from model.decode import decode_image
 from model.hands import HandLandmarker, tracking_roi
 from model.pipeline import elapsed_ms
 from training.arms_length import Framing, place
-from training.config import REPO, TEST_SETS, TrainConfig
+from training.config import REPO, SHARED_DATA, TEST_SETS, TrainConfig
 from training.dataset import Sample, scan, split_by_blocks
 
 WORDS = ("HELLO", "WORLD")
@@ -271,12 +271,15 @@ def main(argv: list[str] | None = None) -> int:
                         "reports/spelling-validation.md (validation)")
     args = parser.parse_args(argv)
     report = args.report or REPO / "reports" / ("spelling.md" if args.sets == "test" else "spelling-validation.md")
+    if not any(d.is_dir() for d in TrainConfig().data):
+        print(f"error: needs the photo sets under {SHARED_DATA} (see README)", file=sys.stderr)
+        return 1
     sets = {name: samples for name, samples in named_sets(args.sets).items() if name in (args.only or [name])}
+    if not sets:
+        print(f"error: no set of {args.sets} is named {', '.join(args.only or [])}", file=sys.stderr)
+        return 1
     landmarker = HandLandmarker(threads=1)
     rooms = room_photos(landmarker)
-    if not sets or not rooms:
-        print("error: needs the photo sets under ../shared/data/asl (see README)", file=sys.stderr)
-        return 1
     grid = [(t, n) for t in THRESHOLDS for n in FRAME_COUNTS] if args.sets == "validation" else []
     shots = report.parent / report.stem if args.sets == "test" else None
     if shots:
