@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 def fail(out: Path, reason: str) -> int:
     """A run that measured nothing: say so on stderr and in summary.md; exit status 1."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.md").write_text(f"# Load test\n\n**FAIL: {reason}.**\n")
+    (out / "summary.md").write_text(f"# Load test\n\n**FAIL: {reason}**\n")
     print(f"error: {reason}", file=sys.stderr)
     return 1
 
