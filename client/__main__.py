@@ -154,12 +154,13 @@ def predict(client, args: argparse.Namespace) -> int:
     return 1 if any(row.error for row in rows) else 0
 
 
-def known_versions(client) -> str:
-    """The model's versions for an error message, or why they cannot be listed."""
+def known_versions(client) -> tuple[list[str], str]:
+    """The model's versions, and how an error message names them (or why they cannot be listed)."""
     try:
-        return ", ".join(version["modelVersion"] for version in client.describe())
+        versions = [version["modelVersion"] for version in client.describe()]
     except ClientError as error:
-        return f"cannot list them: {error}"
+        return [], f"cannot list them: {error}"
+    return versions, ", ".join(versions)
 
 
 def run(args: argparse.Namespace, server: Server) -> int:
@@ -183,9 +184,11 @@ def run(args: argparse.Namespace, server: Server) -> int:
         return command(client, args)
     except ClientError as error:
         version = getattr(args, "version", None)
-        if version and version not in known_versions(client).split(", "):
-            raise ClientError(f"{error} ({MODEL_NAME} has no version {version!r}; its versions: "
-                              f"{known_versions(client)})") from None
+        if not version:
+            raise
+        versions, listed = known_versions(client)
+        if version not in versions:
+            raise ClientError(f"{error} ({MODEL_NAME} has no version {version!r}; its versions: {listed})") from None
         raise
 
 

@@ -56,8 +56,9 @@ def launch(playwright, video: Path):
     )
 
 
-def start_demo(server: Server, log: Path) -> tuple[subprocess.Popen, str]:
-    """`python -m demo run` on a free port, pointed at `server`; returns once it serves the page.
+@contextmanager
+def running_demo(server: Server, log: Path) -> Iterator[str]:
+    """`python -m demo run` on a free port, pointed at `server`: its URL once it serves the page; stopped on exit.
 
     RuntimeError with the demo's output if it exits or does not serve the page in time.
     """
@@ -76,13 +77,6 @@ def start_demo(server: Server, log: Path) -> tuple[subprocess.Popen, str]:
         process.wait()
     if process.poll() is not None:
         raise RuntimeError(f"the demo server did not start: {log.read_text()}")
-    return process, url
-
-
-@contextmanager
-def running_demo(server: Server, log: Path) -> Iterator[str]:
-    """The demo's URL while it runs; stopped on exit."""
-    process, url = start_demo(server, log)
     try:
         yield url
     finally:

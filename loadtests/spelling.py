@@ -95,17 +95,23 @@ def letter_photos(samples: list[Sample]) -> dict[str, Path]:
     return {letter: sorted(paths)[len(paths) // 2] for letter, paths in sorted(by_letter.items())}
 
 
+def with_gaps(word: str, gap: str | int) -> list[str | int]:
+    """The letters of `word`, with `gap` between double letters: a double letter is signed, dropped, signed."""
+    labels: list[str | int] = []
+    for index, letter in enumerate(word):
+        if index and letter == word[index - 1]:
+            labels.append(gap)
+        labels.append(letter)
+    return labels
+
+
 def script(letters: str) -> tuple[list[str | int], str]:
     """The labels to show (NOTHING for the empty room) and the text they spell: the alphabet, then `WORDS`,
     each with the letters this set has."""
     words = ["".join(sorted(letters))] + ["".join(c for c in word if c in letters) for word in WORDS]
-    labels = [NOTHING]
+    labels: list[str | int] = [NOTHING]
     for word in words:
-        for index, letter in enumerate(word):
-            if index and letter == word[index - 1]:
-                labels.append(NOTHING)
-            labels.append(letter)
-        labels.append(NOTHING)
+        labels += [*with_gaps(word, NOTHING), NOTHING]
     return labels, "".join(words)
 
 
@@ -173,20 +179,17 @@ def tracking_cost(segments: list[tuple[Image.Image, int]], landmarker: HandLandm
     return timings
 
 
-def named_sets(which: str) -> dict[str, list[Sample]]:
-    config = TrainConfig()
+def named_sets(which: str, validation: list[Sample]) -> dict[str, list[Sample]]:
+    """Every test/ split, or each source's validation blocks."""
     if which == "test":
         return {f"{d.parent.name}/{d.name}": scan([d]) for d in TEST_SETS if d.is_dir()}
-    _, validation = split_by_blocks(scan([d for d in config.data if d.is_dir()]), config.split, config.seed)
     return {f"{source}/validation": [s for s in validation if s.source == source]
             for source in sorted({s.source for s in validation})}
 
 
-def room_photos(landmarker: HandLandmarker) -> list[Path]:
+def room_photos(validation: list[Sample], landmarker: HandLandmarker) -> list[Path]:
     """The validation blocks' `nothing` photos in which no hand is found (some of asl2text's show hands: a
     room with a hand in it would hold the tracked ROI away from the signer's)."""
-    config = TrainConfig()
-    _, validation = split_by_blocks(scan([d for d in config.data if d.is_dir()]), config.split, config.seed)
     nothing = [s.path for s in validation if s.label == NOTHING]
     return [path for path in nothing if landmarker(decode_image(path.read_bytes())) is None]
 
@@ -271,15 +274,19 @@ def main(argv: list[str] | None = None) -> int:
                         "reports/spelling-validation.md (validation)")
     args = parser.parse_args(argv)
     report = args.report or REPO / "reports" / ("spelling.md" if args.sets == "test" else "spelling-validation.md")
-    if not any(d.is_dir() for d in TrainConfig().data):
+    config = TrainConfig()
+    roots = [d for d in config.data if d.is_dir()]
+    if not roots:
         print(f"error: needs the photo sets under {SHARED_DATA} (see README)", file=sys.stderr)
         return 1
-    sets = {name: samples for name, samples in named_sets(args.sets).items() if name in (args.only or [name])}
+    _, validation = split_by_blocks(scan(roots), config.split, config.seed)
+    sets = {name: samples for name, samples in named_sets(args.sets, validation).items()
+            if name in (args.only or [name])}
     if not sets:
         print(f"error: no set of {args.sets} is named {', '.join(args.only or [])}", file=sys.stderr)
         return 1
     landmarker = HandLandmarker(threads=1)
-    rooms = room_photos(landmarker)
+    rooms = room_photos(validation, landmarker)
     grid = [(t, n) for t in THRESHOLDS for n in FRAME_COUNTS] if args.sets == "validation" else []
     shots = report.parent / report.stem if args.sets == "test" else None
     if shots:

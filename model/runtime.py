@@ -12,6 +12,10 @@ from pathlib import Path
 import onnxruntime
 import torch
 
+# torch 2.13's notices about what this project serves on purpose, matched where they are filtered (here on
+# load, and in training.export): TorchScript is deprecated, and so is the eager int8 API its int8 model uses.
+TORCHSCRIPT_DEPRECATED = r"`torch\.jit\.\w+` is deprecated"
+INT8_TENSORS_DEPRECATED = r"torch\.quantize_per_tensor.*deprecated"
 
 def use_threads(threads: int) -> None:
     """This process's compute threads: torch's pool, OpenMP's, and kornia-rs's Rayon pool (decode, resize),
@@ -34,7 +38,7 @@ def load_model(path: Path, threads: int) -> Callable[[torch.Tensor], torch.Tenso
     with warnings.catch_warnings():
         # torch 2.13 deprecates TorchScript in favour of torch.export; TorchScript is the format this project
         # serves (TorchServe's handler loads it), so the notice says nothing a user can act on.
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=TORCHSCRIPT_DEPRECATED, category=DeprecationWarning)
         return torch.jit.freeze(torch.jit.load(str(path), map_location="cpu").eval())
 
 
@@ -67,5 +71,5 @@ def silence_int8_deprecation() -> None:
     it is ignored) and c10 does not print it again in this process.
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor.*deprecated")
+        warnings.filterwarnings("ignore", message=INT8_TENSORS_DEPRECATED)
         torch.quantize_per_tensor(torch.zeros(1), 1.0, 0, torch.quint8)

@@ -20,6 +20,7 @@ from client.settings import Server
 from hardening.images import encode
 from harness.browser import CHROMIUM, launch, running_demo, write_y4m
 from harness.server import free_ports
+from loadtests.spelling import with_gaps
 from tests.conftest import MARKED as HAND_BOXES
 from tests.conftest import ROBOFLOW as HANDS
 from tests.conftest import hottest_cells, room_without_the_hand
@@ -48,12 +49,7 @@ def demo(torchserve, tmp_path_factory):
 def spelling(tmp_path_factory) -> tuple[Path, float]:
     """The fake camera's video, the room first and last, `nothing` between the double letters; and its
     length in seconds."""
-    labels = ["nothing"]
-    for index, letter in enumerate(WORD):
-        if index and letter == WORD[index - 1]:
-            labels.append("nothing")
-        labels.append(letter)
-    labels.append("nothing")
+    labels = ["nothing", *with_gaps(WORD, "nothing"), "nothing"]
     video = tmp_path_factory.mktemp("camera") / "spelling.y4m"
     write_y4m(video, [(camera_frame(label), HOLD_FRAMES) for label in labels], FPS)
     return video, len(labels) * HOLD_FRAMES / FPS

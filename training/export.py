@@ -26,7 +26,7 @@ from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 from model.config import PREPROCESS
 from model.network import ASLNet, build_network
 from model.preprocess import normalize_batch
-from model.runtime import load_model
+from model.runtime import INT8_TENSORS_DEPRECATED, TORCHSCRIPT_DEPRECATED, load_model
 from training.config import EXPORT_FILES, REPO, SAMPLES, SHARED_DATA, ExportConfig, TrainConfig
 from training.dataset import ImageSet, load_images, scan, split_by_blocks
 from training.metrics import accuracy_by_source, predict_logits
@@ -38,10 +38,10 @@ FP32_LAYERS = ("features.0", "features.1")  # stem and first block, see quantize
 KNOWN_WARNINGS = (
     # TorchScript is deprecated in favour of torch.export; it is the format the design asks for and the
     # handler serves, and its int8 path (below) has no torch.export equivalent on this CPU backend yet.
-    (r"`torch\.jit\.\w+` is deprecated", DeprecationWarning),
+    (TORCHSCRIPT_DEPRECATED, DeprecationWarning),
     (r"torch\.ao\.quantization is deprecated", DeprecationWarning),
     (r"Please use quant_min and quant_max", UserWarning),  # x86's reduce_range, which the default qconfig sets
-    (r"torch\.quantize_per_tensor.*deprecated", UserWarning),  # the same eager int8 path (see model/runtime.py)
+    (INT8_TENSORS_DEPRECATED, UserWarning),  # the same eager int8 path (see model/runtime.py)
     (r"Converting a tensor to a Python float", torch.jit.TracerWarning),  # constant scales traced on purpose
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),  # inside torch's own FX tracing
 )
