@@ -6,6 +6,9 @@ from a `top_k` header, multipart field, JSON field or gRPC input (default: `hand
 model-config.yaml if set, else `model.config.DEFAULT_TOP_K`). `roi`, from the same places, is an optional
 tracking hint: the previous frame's `hand.roi` (`model.hands`); a bad one is a 400, explanations ignore it.
 `POST /explanations/asl` answers with an occlusion map (`model.explain`) instead of a prediction.
+A KServe v1 body, `{"instances": [{"data": "<base64>"}, ...]}` (what KServe's TorchServe wrapper forwards),
+is answered as KServe v1 expects: `{"predictions": [<answer>, ...]}`, one object per instance in order; a
+bad instance fails its request with the status it would get alone, its message naming the instance.
 A bad request gets its own 4xx JSON answer; the rest of its batch is answered normally. Every answer
 names the version that produced it (`X-Model-Version` header, `model_version` field).
 """
@@ -34,6 +37,7 @@ logger = logging.getLogger(__name__)
 METADATA = "metadata.json"  # written by harness/archives.py
 EVALUATION = "evaluation.json"  # reports/evaluation.json, packed by harness/archives.py when present
 VERSION_HEADER = "X-Model-Version"
+MAX_INSTANCES = 16  # per KServe v1 request: one request must not hold a worker for long
 STREAM_NEXT = "ts_stream_next"  # TorchServe's "more messages follow" response header for gRPC streams
 
 
@@ -102,6 +106,22 @@ def requested_top_k(request: dict, header: str | None, default: int) -> int:
     if not text.strip().isdigit() or not 1 <= int(text) <= len(CLASS_NAMES):
         raise BadRequest(f"top_k must be an integer from 1 to {len(CLASS_NAMES)}, got {text!r}")
     return int(text)
+
+
+def instances_of(request: dict) -> list[dict] | None:
+    """The instances of a KServe v1 request, each shaped like a request of its own; None for one image."""
+    body = request.get("body")
+    if not (isinstance(body, dict) and "instances" in body):
+        return None
+    instances = body["instances"]
+    if not isinstance(instances, list) or not 1 <= len(instances) <= MAX_INSTANCES:
+        raise BadRequest(f'"instances" must be a list of 1 to {MAX_INSTANCES} objects {{"data": "<base64>"}}')
+    return [{"body": instance} for instance in instances]
+
+
+def in_instance(error: BadRequest | ImageError, position: int) -> BadRequest | ImageError:
+    """The same error, its message naming the KServe v1 instance it came from."""
+    return type(error)(f"instance {position}: {error}")
 
 
 def status_of(error: BadRequest | ImageError) -> tuple[int, str]:
@@ -189,42 +209,72 @@ class ASLHandler:
         return answers
 
     def predict(self, data: list[dict], context, skip: set[int]) -> list[str | None]:
-        """Unreadable requests are answered here; the images of the others go to the core in two groups:
-        explanations (`POST /explanations/...` arrives with the header `explain: True`) and predictions.
-        Requests in `skip` are left to the caller (None in their slots)."""
-        outputs: list[dict | BadRequest | ImageError | None] = [None] * len(data)
-        readable: dict[int, tuple[bytes, int, dict | None]] = {}
+        """Unreadable requests are answered here; the images of the others (one per request, or a KServe v1
+        request's instances) go to the core in two groups: explanations (`POST /explanations/...` arrives
+        with the header `explain: True`) and predictions. Requests in `skip` are left to the caller (None in
+        their slots)."""
+        failed: dict[int, BadRequest] = {}
+        items: dict[int, list[tuple[bytes, int, dict | None]]] = {}
+        kserve: set[int] = set()
         for idx, request in enumerate(data):
             if idx in skip:
                 continue
             try:
-                top_k = requested_top_k(request, context.get_request_header(idx, "top_k"), self.default_top_k)
-                hint = requested_hint(request, context.get_request_header(idx, "roi"))
-                readable[idx] = (image_bytes(request), top_k, hint)
+                items[idx], is_kserve = self.read(request, context, idx)
+                if is_kserve:
+                    kserve.add(idx)
             except BadRequest as error:
-                outputs[idx] = error
-        explained = [i for i in readable if context.get_request_header(i, "explain") == "True"]
-        predicted = [i for i in readable if i not in explained]
+                failed[idx] = error
+        explained = [i for i in items if context.get_request_header(i, "explain") == "True"]
+        results: dict[int, list[dict | ImageError]] = {}
         timings: dict[str, float] = {}
-        for indices, run in ((predicted, self.classifier.classify), (explained, self.explain)):
-            if indices:
-                result = run(*([readable[i][part] for i in indices] for part in range(3)))
+        for indices, run in ((items.keys() - explained, self.classifier.classify), (explained, self.explain)):
+            flat = [(i, item) for i in sorted(indices) for item in items[i]]
+            if flat:
+                result = run(*([item[part] for _, item in flat] for part in range(3)))
                 timings.update(result.timings_ms)
-                for i, output in zip(indices, result.outputs, strict=True):
-                    outputs[i] = output
-        self.record(len(data), timings, [o for i, o in enumerate(outputs) if i not in skip], context.metrics)
+                for (i, _), output in zip(flat, result.outputs, strict=True):
+                    results.setdefault(i, []).append(output)
+        self.record(len(data), timings, [*failed.values(), *(o for r in results.values() for o in r)],
+                    context.metrics)
         answers: list[str | None] = []
-        for idx, output in enumerate(outputs):
+        for idx in range(len(data)):
             if idx in skip:
                 answers.append(None)
-            elif isinstance(output, dict):
-                answers.append(json.dumps({**output, "model_version": self.version}))
+                continue
+            output = failed.get(idx) or self.answer(results[idx], idx in kserve, idx in explained)
+            if isinstance(output, dict):
+                answers.append(json.dumps(output))
             else:
                 status, kind = status_of(output)
                 context.set_response_status(status, kind, idx)
                 body = {"code": status, "type": kind, "message": str(output), "model_version": self.version}
                 answers.append(json.dumps(body))
         return answers
+
+    def read(self, request: dict, context, idx: int) -> tuple[list[tuple[bytes, int, dict | None]], bool]:
+        """(image, top_k, hint) for each image of one request, and whether it is a KServe v1 request. An
+        instance's own `top_k` or `roi` wins over the request's."""
+        instances = instances_of(request)
+        top_k = request_value(request, "top_k", context.get_request_header(idx, "top_k"))
+        roi = request_value(request, "roi", context.get_request_header(idx, "roi"))
+        parts = []
+        for position, part in enumerate(instances or [request]):
+            try:
+                parts.append((image_bytes(part), requested_top_k(part, top_k, self.default_top_k),
+                              requested_hint(part, roi)))
+            except BadRequest as error:
+                raise (error if instances is None else in_instance(error, position)) from None
+        return parts, instances is not None
+
+    def answer(self, outputs: list[dict | ImageError], kserve: bool, explained: bool) -> dict | ImageError:
+        """One request's answer from its images' outputs: the output itself, or for KServe v1 the list of
+        them under "predictions" (or "explanations"), or the first instance's error."""
+        if not kserve:
+            return {**outputs[0], "model_version": self.version} if isinstance(outputs[0], dict) else outputs[0]
+        errors = [in_instance(o, n) for n, o in enumerate(outputs) if not isinstance(o, dict)]
+        key = "explanations" if explained else "predictions"
+        return errors[0] if errors else {key: [{**o, "model_version": self.version} for o in outputs]}
 
     def explain(self, images: list[bytes], _top_k: list[int], _hints: list[dict | None]) -> BatchResult:
         """Occlusion maps, called like `Classifier.classify` (an explanation has no top-k and finds the hand anew)."""

@@ -414,7 +414,7 @@ def test_kserve_config_fits_the_torchserve_wrapper():
     assert len(snapshot_lines) == 1 and json.loads(snapshot_lines[0].split("=", 1)[1])
 
 
-def test_kserve_serves_the_default_version_from_its_archive_unbatched():
+def test_kserve_serves_the_default_version_from_its_archive_batched_as_the_project():
     snapshot = json.loads(KSERVE_CONFIG["model_snapshot"])
     default_version, default = next(
         (version, spec) for version, spec in json.loads(CONFIG["models"])[MODEL_NAME].items()
@@ -423,16 +423,18 @@ def test_kserve_serves_the_default_version_from_its_archive_unbatched():
     [(version, spec)] = snapshot["models"][MODEL_NAME].items()
     assert (version, spec["marName"], spec["defaultVersion"]) == (default_version, default["marName"], True)
     assert spec["marName"] in {f"{MODEL_NAME}-{variant}.mar" for variant in VARIANTS}
-    assert spec["batchSize"] == 1  # the kserve envelope reads only the first request of a batch
+    archive = yaml.safe_load((REPO / "handler" / "model-config.yaml").read_text())
+    assert (spec["batchSize"], spec["maxBatchDelay"]) == (archive["batchSize"], archive["maxBatchDelay"])
     assert snapshot["modelCount"] == 1
 
 
-def test_inference_service_uses_the_torchserve_runtime_with_the_kserve_envelope():
+def test_inference_service_uses_the_torchserve_runtime_without_an_envelope():
+    """The handler reads KServe v1 itself; TorchServe's kserve envelope would answer only a batch's first request."""
     [isvc] = yaml_docs(KSERVE / "inferenceservice.yaml")
     model = isvc["spec"]["predictor"]["model"]
     assert isvc["kind"] == "InferenceService" and model["modelFormat"]["name"] == "pytorch"
     assert model["runtime"] == "kserve-torchserve" and model["storageUri"] and model["image"]
-    assert isvc["metadata"]["labels"]["serviceEnvelope"] == KSERVE_CONFIG["service_envelope"] == "kserve"
+    assert "serviceEnvelope" not in isvc["metadata"].get("labels", {}) and "service_envelope" not in KSERVE_CONFIG
     assert str(model["securityContext"]["runAsUser"]) == last("kserve", "USER").split(":")[0]
 
 

@@ -250,3 +250,58 @@ def test_a_bad_roi_hint_is_a_400_with_a_reason(torchserve, roi):
                      post(torchserve.server, files={"data": ("photo.jpg", data), "roi": (None, roi)})):
         assert response.status_code == 400
         assert response.json()["type"] == "BadRequest" and "roi" in response.json()["message"]
+
+
+def kserve_v1(server, instances, path: str = "/v1/models/asl:predict") -> requests.Response:
+    """A KServe v1 request as KServe's TorchServe wrapper forwards it (`/predictions/asl`) or a client sends
+    it to TorchServe's own v1 route."""
+    return requests.post(server.inference_url + path, json={"instances": instances}, timeout=60,
+                         headers={"Authorization": f"Bearer {server.key('inference')}"})
+
+
+@pytest.mark.parametrize("path", ["/v1/models/asl:predict", "/predictions/asl"])
+def test_kserve_v1_answers_every_instance_with_an_object(torchserve, path):
+    server = torchserve.server
+    photos = sample_images()[::9][:3]
+    alone = [post(server, p.read_bytes()).json() for p, _ in photos]
+    response = kserve_v1(server, [{"data": base64.b64encode(p.read_bytes()).decode()} for p, _ in photos], path)
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert [p["label"] for p in predictions] == [label for _, label in photos]
+    assert predictions == alone  # objects, not JSON strings, and each as a request of its own gets it
+    one = kserve_v1(server, [{"data": base64.b64encode(photos[0][0].read_bytes()).decode(), "top_k": 2}], path)
+    assert len(one.json()["predictions"][0]["top_k"]) == 2
+
+
+@pytest.mark.parametrize(
+    "instances, status, kind, message",
+    [
+        ("not a list", 400, "BadRequest", '"instances" must be a list'),
+        ([], 400, "BadRequest", '"instances" must be a list'),
+        ([{"data": "eA=="}] * 17, 400, "BadRequest", "1 to 16"),
+        ([{"image": "x"}], 400, "BadRequest", "instance 0: "),
+        ([None, {"data": "***"}], 400, "BadRequest", "instance 0: "),
+    ],
+)
+def test_a_bad_kserve_v1_request_is_a_4xx_naming_the_instance(torchserve, instances, status, kind, message):
+    response = kserve_v1(torchserve.server, instances)
+    assert response.status_code == status
+    assert response.json()["type"] == kind and message in response.json()["message"]
+
+
+def test_a_bad_kserve_v1_instance_fails_its_request_alone_in_its_batch(batching_server):
+    """A v1 request whose second instance is a truncated JPEG gets that instance's 422; the requests and the
+    v1 request batched with it are answered."""
+    server = batching_server.server
+    good = sample_images()[::8][:6]
+    encoded = [base64.b64encode(p.read_bytes()).decode() for p, _ in good]
+    corrupt = base64.b64encode(good[0][0].read_bytes()[:2000]).decode()
+    sent = [[{"data": encoded[0]}, {"data": corrupt}], [{"data": data} for data in encoded[:3]]]
+    with ThreadPoolExecutor(8) as pool:
+        v1 = [pool.submit(kserve_v1, server, instances) for instances in sent]
+        plain = list(pool.map(lambda p: post(server, p.read_bytes()), [p for p, _ in good]))
+    assert [r.status_code for r in plain] == [200] * 6
+    failed, answered = (future.result() for future in v1)
+    assert failed.status_code == 422 and failed.json()["type"] == "CorruptImage"
+    assert failed.json()["message"].startswith("instance 1: ")
+    assert [p["label"] for p in answered.json()["predictions"]] == [label for _, label in good[:3]]
