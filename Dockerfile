@@ -3,6 +3,7 @@
 #   runtime (default)  TorchServe in the foreground, addresses on 0.0.0.0, token auth on
 #   loadtest           Locust with the project's dev dependencies (docker-compose.yml, profile loadtest)
 #   kserve             the runtime for KServe's TorchServe predictor (deploy/kserve/)
+#   open-inference     KServe's model server with the Open Inference Protocol (v2), the InferenceService's transformer
 # Build it with `make image` (deploy/container/engine.sh: Docker with BuildKit, or Podman). The image
 # serves the archives `make archive` built in this checkout (model_store/), the ones the tests ran.
 # Every pip step mounts, for that step only and never into a layer: the build secrets `pip.conf` (a pip
@@ -119,6 +120,24 @@ ENTRYPOINT ["/usr/bin/tini", "-g", "--", "/usr/local/bin/kserve-entrypoint"]
 # KServe's runtime passes these itself; the default only documents them.
 CMD ["torchserve", "--start", "--model-store=/mnt/models/model-store", \
      "--ts-config=/mnt/models/config/config.properties"]
+
+# --- open-inference: KServe's Python model server speaking the Open Inference Protocol (KServe v2) ---
+# The InferenceService's transformer (deploy/kserve/inferenceservice.yaml): v2 in, KServe v1 to the
+# TorchServe predictor. Its own venv with deploy/kserve/requirements.txt (kserve's pins clash with the
+# project's); it imports nothing of the project. KServe passes --model_name, --predictor_host, --http_port.
+FROM ${BASE_IMAGE} AS open-inference
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=bind,from=wheels,target=/wheels \
+    --mount=type=secret,id=pip.conf --mount=type=secret,id=ca.crt \
+    --mount=type=bind,source=deploy/container/pip-secrets.sh,target=/tmp/pip-secrets.sh \
+    --mount=type=bind,source=deploy/kserve/requirements.txt,target=/tmp/requirements.txt \
+    . /tmp/pip-secrets.sh \
+ && python3.11 -m venv /opt/kserve \
+ && PIP_FIND_LINKS=/wheels /opt/kserve/bin/pip install -r /tmp/requirements.txt
+COPY deploy/kserve/open_inference.py /srv/asl/open_inference.py
+USER 10001:10001
+EXPOSE 8080
+ENTRYPOINT ["/opt/kserve/bin/python", "/srv/asl/open_inference.py", "--http_host", "0.0.0.0"]
 
 # --- runtime (default): TorchServe in the foreground, reachable from outside the container -------
 # config.properties keeps its loopback defaults; these TS_* variables (enable_envvars_config=true)

@@ -22,7 +22,7 @@ CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yam
 
 .DEFAULT_GOAL := help
 .PHONY: help install java-check train export figures evaluate compare archive serve demo stop protos rollout-demo kserve-bundle \
-        soak bad-inputs faults loadtest bench profile image base-image compose-up compose-down test lint clean
+        serve-kserve kserve-venv         soak bad-inputs faults loadtest bench profile image base-image compose-up compose-down test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -96,6 +96,27 @@ protos: $(STAMP) ## gRPC stubs in client/proto/ from the protos inside the insta
 rollout-demo: java-check $(MARS) ## roll a fresh version out and back under load: reports/rollout.md
 	$(PY) -m loadtests.rollout
 
+# KServe's Python model server has its own venv: its pins clash with the project's protobuf and numpy.
+KSERVE_VENV := build/kserve-venv
+KSERVE_STAMP := $(KSERVE_VENV)/.installed
+KSERVE_PORT ?= 8090
+# TorchServe's inference address (config.properties): KServe's model server forwards there.
+KSERVE_PREDICTOR ?= 127.0.0.1:8080
+
+$(KSERVE_STAMP): deploy/kserve/requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; asl-serve needs Python 3.11"; exit 1; }
+	$(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install --quiet -r deploy/kserve/requirements.txt
+	@touch $@
+
+kserve-venv: $(KSERVE_STAMP) ## build/kserve-venv: KServe's model server (make serve-kserve, its test)
+
+serve-kserve: java-check $(MARS) $(KSERVE_STAMP) ## KServe v2 (Open Inference Protocol) on :8090 before TorchServe; Ctrl-C stops
+	@$(PY) -m client wait-ready --wait 2 >/dev/null 2>&1 || $(MAKE) --no-print-directory serve
+	@echo "KServe v2 on http://127.0.0.1:$(KSERVE_PORT)/v2/models/asl/infer (send TorchServe's inference key as a Bearer token)"
+	@$(KSERVE_VENV)/bin/python deploy/kserve/open_inference.py --model_name asl --http_port $(KSERVE_PORT) \
+	  --predictor_host $(KSERVE_PREDICTOR) --predictor_protocol v1
+
 kserve-bundle: $(MARS) ## build/kserve/: config/ + model-store/ laid out for KServe's TorchServe runtime
 	$(PY) deploy/kserve/bundle.py --model-store model_store --out build/kserve
 
@@ -136,7 +157,7 @@ compose-up: image ## TorchServe + demo with Compose on 127.0.0.1, healthy; keys 
 compose-down: ## stop and remove the Compose stack (its state volume stays)
 	deploy/container/engine.sh compose-down
 
-test: $(STAMP) $(MARS) protos ## run the test suite (real TorchServe on free ports; ../shared data where present)
+test: $(STAMP) $(MARS) protos $(KSERVE_STAMP) ## run the test suite (real TorchServe on free ports; ../shared data where present)
 	$(PY) -m pytest -q -rs
 
 lint: $(STAMP) ## ruff

@@ -166,7 +166,7 @@ def test_default_target_is_the_runtime_running_torchserve_in_the_foreground():
     assert Path(option(command, "--ts-config")).name == "config.properties"
 
 
-@pytest.mark.parametrize("stage", ["runtime", "kserve", "loadtest"])
+@pytest.mark.parametrize("stage", ["runtime", "kserve", "open-inference", "loadtest"])
 def test_images_run_as_a_numeric_non_root_user(stage):
     uid = last(stage, "USER").split(":")[0]
     assert uid.isdigit() and int(uid) != 0  # numeric, so Kubernetes' runAsNonRoot can verify it
@@ -436,6 +436,15 @@ def test_inference_service_uses_the_torchserve_runtime_without_an_envelope():
     assert model["runtime"] == "kserve-torchserve" and model["storageUri"] and model["image"]
     assert "serviceEnvelope" not in isvc["metadata"].get("labels", {}) and "service_envelope" not in KSERVE_CONFIG
     assert str(model["securityContext"]["runAsUser"]) == last("kserve", "USER").split(":")[0]
+
+
+def test_the_transformer_speaks_v2_and_asks_the_predictor_in_v1():
+    [isvc] = yaml_docs(KSERVE / "inferenceservice.yaml")
+    [container] = isvc["spec"]["transformer"]["containers"]
+    assert container["name"] == "kserve-container"  # the name KServe passes its arguments to
+    assert container["args"] == ["--predictor_protocol", "v1"]
+    assert str(container["securityContext"]["runAsUser"]) == last("open-inference", "USER").split(":")[0]
+    assert "open_inference.py" in last("open-inference", "ENTRYPOINT")
 
 
 def run_bundle(model_store: Path, out: Path) -> subprocess.CompletedProcess:
