@@ -22,7 +22,7 @@ CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yam
 
 .DEFAULT_GOAL := help
 .PHONY: help install java-check train export figures evaluate compare archive serve demo stop protos rollout-demo kserve-bundle \
-        serve-kserve kserve-venv         soak bad-inputs faults loadtest bench profile image base-image compose-up compose-down test lint clean
+        serve-kserve kserve-venv soak bad-inputs faults loadtest bench profile image base-image compose-up compose-down test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'

@@ -9,6 +9,7 @@ cold-start and stop times are printed, not asserted: they measure the machine as
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 import uuid
@@ -17,6 +18,7 @@ import pytest
 import requests
 import yaml
 
+from harness.server import free_ports
 from model.config import MODEL_NAME
 from tests.conftest import REPO, SAMPLES
 
@@ -172,3 +174,46 @@ def test_stops_within_its_grace_period_and_restarts_with_the_configured_versions
     assert set(versions) == configured_versions() and ready(versions), versions
     assert container.key("inference") != old_key  # new keys at every start
     assert container.predict(sorted((SAMPLES / "A").glob("*.jpg"))[0].read_bytes()).json()["label"] == "A"
+
+
+COMPOSE_PORTS = ("ASL_INFERENCE_PORT", "ASL_MANAGEMENT_PORT", "ASL_METRICS_PORT", "ASL_GRPC_INFERENCE_PORT",
+                 "ASL_GRPC_MANAGEMENT_PORT", "ASL_DEMO_PORT")  # docker-compose.yml's host ports
+
+
+def make(target: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "--no-print-directory", target], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_compose_up_serves_through_torchserve_and_the_demo_then_compose_down_removes_it(request, image):
+    """`make compose-up` as a second stack beside any of yours (its own project name and free host ports):
+    a prediction straight from TorchServe, and one through the demo container, which reaches TorchServe
+    by its service name (Compose's DNS); then `make compose-down`."""
+    if engine("name").stdout.strip() == "podman" and shutil.which("podman-compose") is None:
+        pytest.skip("podman-compose is not installed (apt-get install podman-compose aardvark-dns)")
+    project = f"asl-serve-test-{uuid.uuid4().hex[:8]}"
+    ports = dict(zip(COMPOSE_PORTS, map(str, free_ports(len(COMPOSE_PORTS))), strict=True))
+    env = {**os.environ, "COMPOSE_PROJECT": project, **ports}
+    key_file = REPO / "build" / "compose" / project / "key_file.json"
+    started = time.monotonic()
+    try:
+        up = make("compose-up", env, timeout=900)
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
+        report(request, f"make compose-up (image cached) to both services healthy: {time.monotonic() - started:.0f} s")
+        photo = sorted((SAMPLES / "C").glob("*.jpg"))[0].read_bytes()
+        token = json.loads(key_file.read_text())["inference"]["key"]
+        direct = requests.post(f"http://127.0.0.1:{ports['ASL_INFERENCE_PORT']}/predictions/{MODEL_NAME}",
+                               data=photo, timeout=30, headers={"Authorization": f"Bearer {token}",
+                                                                "Content-Type": "application/octet-stream"})
+        assert direct.status_code == 200 and direct.json()["label"] == "C", direct.text
+        demo = requests.post(f"http://127.0.0.1:{ports['ASL_DEMO_PORT']}/api/predict", data=photo, timeout=30)
+        assert demo.status_code == 200 and demo.json()["label"] == "C", demo.text
+    finally:
+        down = make("compose-down", env, timeout=300)
+        for volume in engine("volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}",
+                             check=False).stdout.split():
+            engine("volume", "rm", volume, check=False)
+        shutil.rmtree(key_file.parent, ignore_errors=True)
+    assert down.returncode == 0, down.stderr[-2000:]
+    left = engine("ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={project}").stdout.split()
+    assert left == []

@@ -271,11 +271,17 @@ def compose() -> dict:
     return yaml_docs(COMPOSE)[0]
 
 
+def published(service: str) -> list[tuple[str, str, str]]:
+    """(host address, host port with the environment unset, container port) of a Compose service."""
+    entries = compose()["services"][service]["ports"]
+    return [re.fullmatch(r"([\d.]+):\$\{ASL_\w+_PORT:-(\d+)\}:(\d+)", entry).groups() for entry in entries]
+
+
 def test_compose_publishes_the_config_ports_on_host_loopback():
-    published = [entry.split(":") for entry in compose()["services"]["torchserve"]["ports"]]
-    assert {host for host, _, _ in published} == {"127.0.0.1"}
-    assert all(outside == inside for _, outside, inside in published)
-    assert {int(inside) for _, _, inside in published} == set(PORTS.values())
+    ports = published("torchserve")
+    assert {host for host, _, _ in ports} == {"127.0.0.1"} == {host for host, _, _ in published("demo")}
+    assert all(outside == inside for _, outside, inside in ports)  # by default
+    assert {int(inside) for _, _, inside in ports} == set(PORTS.values())
 
 
 def test_compose_builds_targets_of_the_dockerfile():

@@ -10,12 +10,15 @@
 #   engine.sh ARGS                      the engine itself: run, exec, stop, logs, ...
 # Settings from the environment: ENGINE (docker|podman), IMAGE, BASE_IMAGE (default: the Dockerfile's
 # when it can be had, else the local base), PIP_CONF (a pip config file: index settings), CA_BUNDLE
-# (default: the system's), WHEELS (a wheel folder; default: pip's find-links), DEBIAN_MIRROR.
+# (default: the system's), WHEELS (a wheel folder; default: pip's find-links), DEBIAN_MIRROR, and for
+# Compose: COMPOSE_PROJECT (default asl-serve; another name is another stack, its keys under
+# build/compose/NAME/) and the host ports of docker-compose.yml (ASL_INFERENCE_PORT, ..., ASL_DEMO_PORT).
 set -eu
 cd "$(dirname "$0")/../.."
 IMAGE=${IMAGE:-asl-serve:0.1.0}
 LOCAL_BASE=localhost/debian-python:3.11-bookworm
-PROJECT=asl-serve  # docker-compose.yml's name, which podman-compose 1.0 does not read
+PROJECT=${COMPOSE_PROJECT:-asl-serve}  # docker-compose.yml's name, which podman-compose 1.0 does not read
+KEYS=build/compose${COMPOSE_PROJECT:+/$COMPOSE_PROJECT}/key_file.json
 
 name() {
     if [ -n "${ENGINE:-}" ]; then echo "$ENGINE"
@@ -133,10 +136,10 @@ compose_up() {  # TorchServe until healthy, then the demo (Podman 4 ignores depe
     healthy "$(service torchserve)"
     compose up -d --no-build --no-deps demo
     healthy "$(service demo)" 60
-    mkdir -p build/compose
-    (umask 077 && e exec "$(service torchserve)" cat key_file.json >build/compose/key_file.json)
-    echo "TorchServe on 127.0.0.1:8080-8082 and 7070-7071, the demo on http://127.0.0.1:8000/;" \
-         "this start's keys in build/compose/key_file.json (ASL_KEY_FILE=build/compose/key_file.json make loadtest)"
+    mkdir -p "$(dirname "$KEYS")"
+    (umask 077 && e exec "$(service torchserve)" cat key_file.json >"$KEYS")
+    echo "TorchServe on 127.0.0.1:${ASL_INFERENCE_PORT:-8080} (REST), the demo on http://127.0.0.1:${ASL_DEMO_PORT:-8000}/;" \
+         "this start's keys in $KEYS (ASL_KEY_FILE=$KEYS make loadtest)"
 }
 
 case ${1:-} in
@@ -147,6 +150,6 @@ case ${1:-} in
     compose) shift; compose "$@" ;;
     compose-up) compose_up ;;
     compose-down) compose down ;;
-    "") sed -n '2,13s/^# \{0,1\}//p' "$0"; exit 2 ;;
+    "") sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 2 ;;
     *) engine "$@" ;;
 esac
