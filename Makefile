@@ -22,7 +22,7 @@ CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yam
 
 .DEFAULT_GOAL := help
 .PHONY: help install java-check train export figures evaluate compare archive serve demo stop protos rollout-demo kserve-bundle \
-        serve-kserve kserve-venv soak bad-inputs faults loadtest bench profile image base-image compose-up compose-down test lint clean
+        serve-kserve kserve-venv soak bad-inputs faults loadtest bench profile image base-image compose-up compose-down kube-play kube-down test lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
@@ -156,6 +156,12 @@ compose-up: image ## TorchServe + demo with Compose on 127.0.0.1, healthy; keys 
 
 compose-down: ## stop and remove the Compose stack (its state volume stays)
 	deploy/container/engine.sh compose-down
+
+kube-play: image ## deploy/k8s in a local pod (podman kube play): ready, then a prediction through the sidecar
+	$(PY) deploy/k8s/kube_play.py up
+
+kube-down: ## remove what make kube-play started
+	$(PY) deploy/k8s/kube_play.py down
 
 test: $(STAMP) $(MARS) protos $(KSERVE_STAMP) ## run the test suite (real TorchServe on free ports; ../shared data where present)
 	$(PY) -m pytest -q -rs

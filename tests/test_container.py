@@ -217,3 +217,36 @@ def test_compose_up_serves_through_torchserve_and_the_demo_then_compose_down_rem
     assert down.returncode == 0, down.stderr[-2000:]
     left = engine("ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={project}").stdout.split()
     assert left == []
+
+
+KUBE = REPO / "build" / "kube"
+POD = "asl-serve-pod-0"  # podman's name for the Deployment's one pod
+
+
+def test_kube_play_runs_the_manifests_until_ready_and_predicting_then_kube_down_removes_them(request, image):
+    """`make kube-play`: deploy/k8s (Deployment with the sidecar, ConfigMap, the Secret) in a local pod, its
+    readiness probes passing and a photo predicted through the sidecar; then `make kube-down`."""
+    if engine("name").stdout.strip() != "podman":
+        pytest.skip("podman kube play needs podman")
+    if shutil.which("catatonit") is None:
+        pytest.skip("podman's pod infrastructure needs catatonit where no registry answers (apt-get install catatonit)")
+    if engine("pod", "exists", POD, check=False).returncode == 0:
+        pytest.skip(f"your make kube-play is running ({POD}): the test would replace it")
+    started = time.monotonic()
+    try:
+        up = make("kube-play", os.environ, timeout=900)
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
+        report(request, f"make kube-play (image cached) to ready and predicting: {time.monotonic() - started:.0f} s")
+        assert "200 B" in up.stdout and "without the token: 401" in up.stdout
+        rendered = yaml.safe_load((KUBE / "deployment.yaml").read_text())
+        ports = [p for c in rendered["spec"]["template"]["spec"]["containers"] for p in c.get("ports", [])]
+        assert ports and {p["hostIP"] for p in ports} == {"127.0.0.1"}  # podman would publish on every address
+        answer = requests.post((KUBE / "url").read_text(), data=sorted((SAMPLES / "D").glob("*.jpg"))[0].read_bytes(),
+                               headers={"Authorization": f"Bearer {(KUBE / 'token').read_text()}",
+                                        "Content-Type": "application/octet-stream", "top_k": "2"}, timeout=60)
+        assert answer.status_code == 200 and answer.json()["label"] == "D" and len(answer.json()["top_k"]) == 2
+    finally:
+        down = make("kube-down", os.environ, timeout=300)
+    assert down.returncode == 0, down.stderr[-2000:]
+    assert engine("pod", "exists", POD, check=False).returncode != 0
+    assert engine("secret", "inspect", "asl-serve-api-token", check=False).returncode != 0

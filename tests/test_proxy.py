@@ -14,7 +14,7 @@ from harness.server import free_ports
 from tests.conftest import REPO, sample_images
 
 AUTH_PROXY = REPO / "deploy" / "k8s" / "auth-proxy.yaml"
-TOKEN = "0123456789abcdef"
+TOKEN = "0123456789abcdef" * 4  # as long as docs/deploy.md's `openssl rand -hex 32`
 
 
 def template() -> str:

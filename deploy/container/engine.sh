@@ -7,6 +7,7 @@
 #   engine.sh healthy CONTAINER [S]     wait up to S seconds (300) until the image's health check passes
 #   engine.sh compose ARGS              docker compose, or podman-compose
 #   engine.sh compose-up | compose-down the stack of docker-compose.yml, healthy; its keys in build/compose/
+#   engine.sh kube ARGS                 podman kube (play, down) with this machine's runtime and rlimits
 #   engine.sh ARGS                      the engine itself: run, exec, stop, logs, ...
 # Settings from the environment: ENGINE (docker|podman), IMAGE, BASE_IMAGE (default: the Dockerfile's
 # when it can be had, else the local base), PIP_CONF (a pip config file: index settings), CA_BUNDLE
@@ -34,10 +35,11 @@ E=$(name)
 
 # Podman here: crun fails on rlimits and hybrid cgroups, so runc; the default rlimits exceed what the
 # sandbox allows, so explicit ones; health checks need systemd timers, so `healthy` runs them itself.
+ULIMITS="nofile=4096:4096 nproc=1000:1000"
 RUNTIME='' LIMITS=''
 if [ "$E" = podman ]; then
     RUNTIME=$(command -v runc || true)
-    LIMITS="--ulimit nofile=4096:4096 --ulimit nproc=1000:1000"
+    LIMITS=$(printf -- '--ulimit %s ' $ULIMITS)
 fi
 
 e() {  # the engine, on runc where podman has it
@@ -131,6 +133,15 @@ service() {  # the container of a compose service
     e ps -q --filter "label=com.docker.compose.project=$PROJECT" --filter "label=com.docker.compose.service=$1"
 }
 
+kube() {  # podman kube has no --runtime or --ulimit: the same settings through a containers.conf of its own
+    [ "$E" = podman ] || { echo "kube play needs podman (apt-get install podman catatonit)" >&2; return 1; }
+    conf=$(mktemp)
+    trap 'rm -f "$conf"' EXIT
+    printf '[containers]\ndefault_ulimits = [%s]\n' "$(printf '"%s", ' $ULIMITS)" >"$conf"
+    [ -z "$RUNTIME" ] || printf '[engine]\nruntime = "%s"\n' "$RUNTIME" >>"$conf"
+    CONTAINERS_CONF=$conf podman kube "$@"
+}
+
 compose_up() {  # TorchServe until healthy, then the demo (Podman 4 ignores depends_on conditions)
     compose up -d --no-build torchserve
     healthy "$(service torchserve)"
@@ -150,6 +161,7 @@ case ${1:-} in
     compose) shift; compose "$@" ;;
     compose-up) compose_up ;;
     compose-down) compose down ;;
-    "") sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 2 ;;
+    kube) shift; kube "$@" ;;
+    "") sed -n '2,16s/^# \{0,1\}//p' "$0"; exit 2 ;;
     *) engine "$@" ;;
 esac
