@@ -74,17 +74,14 @@ RUN mkdir -p /usr/share/man/man1 \
  && rm -rf /var/lib/apt/lists/*
 RUN useradd --uid 10001 --user-group --create-home asl \
  && install -d -o asl -g asl /var/lib/asl
-# TorchServe writes key_file.json into its working directory and its logs under LOG_LOCATION. The MALLOC_*
-# values are the Makefile's MALLOC_ENV (make serve): image-sized buffers stay on the heap (docs/performance.md).
+# TorchServe writes key_file.json into its working directory and its logs under LOG_LOCATION.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     LOG_LOCATION=/var/lib/asl/logs \
     METRICS_LOCATION=/var/lib/asl/logs \
     TEMP=/tmp \
-    ASL_KEY_FILE=/var/lib/asl/key_file.json \
-    MALLOC_MMAP_THRESHOLD_=67108864 \
-    MALLOC_TRIM_THRESHOLD_=134217728
+    ASL_KEY_FILE=/var/lib/asl/key_file.json
 # The dependencies, then the project (the demo service runs from it) in layers of its own. The wheel
 # is copied, not mounted: a mount's content does not key podman's layer cache, a copy's does.
 COPY --from=deps /opt/venv /opt/venv
@@ -96,6 +93,10 @@ COPY model_store/asl-fp32.mar model_store/asl-int8.mar model_store/asl-onnx-int8
 COPY config.properties /srv/asl/config.properties
 COPY log4j2.xml /srv/asl/log4j2.xml
 COPY deploy/probe.py /srv/asl/deploy/probe.py
+# The allocator settings of make serve (deploy/allocator.env), sourced by the entry point before TorchServe
+# starts: image-sized buffers stay on the heap (docs/performance.md).
+COPY deploy/allocator.env /srv/asl/allocator.env
+COPY --chmod=755 deploy/container/with-allocator.sh /srv/asl/with-allocator.sh
 WORKDIR /var/lib/asl
 USER 10001:10001
 
@@ -116,7 +117,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 COPY --from=kfs /home/model-server/kserve_wrapper /opt/kserve-wrapper
 COPY --chmod=755 deploy/kserve/entrypoint.sh /usr/local/bin/kserve-entrypoint
 USER 10001:10001
-ENTRYPOINT ["/usr/bin/tini", "-g", "--", "/usr/local/bin/kserve-entrypoint"]
+ENTRYPOINT ["/usr/bin/tini", "-g", "--", "/srv/asl/with-allocator.sh", "/usr/local/bin/kserve-entrypoint"]
 # KServe's runtime passes these itself; the default only documents them.
 CMD ["torchserve", "--start", "--model-store=/mnt/models/model-store", \
      "--ts-config=/mnt/models/config/config.properties"]
@@ -152,7 +153,7 @@ EXPOSE 8080 8081 8082 7070 7071
 HEALTHCHECK --interval=15s --timeout=10s --start-period=180s --retries=3 \
     CMD ["python", "/srv/asl/deploy/probe.py", "ready"]
 # tini -g passes SIGTERM to the whole group, so the Java frontend and its workers stop cleanly.
-ENTRYPOINT ["/usr/bin/tini", "-g", "--"]
+ENTRYPOINT ["/usr/bin/tini", "-g", "--", "/srv/asl/with-allocator.sh"]
 CMD ["torchserve", "--start", "--foreground", "--ncs", \
      "--ts-config", "/srv/asl/config.properties", "--model-store", "/srv/asl/model_store", \
      "--log-config", "/srv/asl/log4j2.xml"]

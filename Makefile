@@ -6,19 +6,20 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SHARED := ../shared/data/asl
 DATA ?= $(wildcard $(SHARED)/*/train)
+# layout.EXPORT_DIR, where the Python commands write and read the exports by default: here only to track them
 EXPORT_DIR := build/export
-WEIGHTS := model/weights/asl_lite0.pt
+WEIGHTS := training/weights/asl_lite0.pt
 EXPORTS := $(EXPORT_DIR)/asl_fp32.pt $(EXPORT_DIR)/asl_int8.pt $(EXPORT_DIR)/asl_fp32.onnx $(EXPORT_DIR)/asl_int8.onnx
 MARS := model_store/asl-fp32.mar model_store/asl-int8.mar model_store/asl-onnx-int8.mar
-# glibc keeps image-sized buffers on the heap instead of mapping fresh zeroed pages for each request
-# (docs/performance.md, "The allocator"); the Dockerfile sets the same values.
-MALLOC_ENV := MALLOC_MMAP_THRESHOLD_=67108864 MALLOC_TRIM_THRESHOLD_=134217728
+# glibc's allocator settings for TorchServe, from the one file that holds them (docs/performance.md)
+MALLOC_ENV := $(shell grep -v '^\#' deploy/allocator.env)
 # TorchServe keeps its pid file (TMPDIR) and worker sockets (TEMP) in the temp directory: this checkout's own,
 # so that `make stop` here never stops a server another checkout started.
 TS_TMP := $(CURDIR)/build/tmp
 TS_ENV := TMPDIR=$(TS_TMP) TEMP=$(TS_TMP)
-CORE := $(wildcard model/*.py) $(wildcard handler/*.py) handler/model-config.yaml harness/archives.py \
-        $(wildcard model/weights/*.tflite) model/weights/asl_hand_shape.pt
+# What an archive is built from: all of model/ (it ships whole), the handler, its settings and the builder
+CORE := $(shell find model -type f -not -path '*/__pycache__/*') handler/asl_handler.py handler/model-config.yaml \
+        handler/archive.py
 
 .DEFAULT_GOAL := help
 .PHONY: help install java-check train export figures evaluate compare archive serve demo stop protos rollout-demo kserve-bundle \
@@ -47,7 +48,7 @@ train: $(STAMP) ## train on DATA="dir1 dir2" (default: every shared train/ split
 	$(PY) -m training.hand_shape $(addprefix --data ,$(DATA))
 
 $(EXPORTS) &: $(WEIGHTS) $(STAMP)
-	$(PY) -m training.export $(addprefix --data ,$(DATA)) --out-dir $(EXPORT_DIR)
+	$(PY) -m training.export $(addprefix --data ,$(DATA))
 
 export: $(EXPORTS) ## TorchScript and ONNX, fp32 and int8 (refuses an int8 below 99% agreement with its fp32)
 
@@ -62,10 +63,10 @@ evaluate: $(EXPORTS) ## accuracy per set and class, every variant: reports/evalu
 	  $(if $(filter command line,$(origin DATA)),$(addprefix --data ,$(DATA)) --report reports/evaluation-data.md)
 
 compare: $(EXPORTS) ## reports/model_comparison.md: every variant's file size and forward latency
-	$(PY) -m training.compare $(addprefix --data ,$(DATA)) --export-dir $(EXPORT_DIR)
+	$(PY) -m training.compare $(addprefix --data ,$(DATA))
 
 $(MARS) &: $(EXPORTS) $(CORE) $(wildcard reports/evaluation.json reports/training_metrics.json)
-	$(PY) -m harness.archives --export-dir $(EXPORT_DIR) --model-store model_store
+	$(PY) -m handler.archive
 
 archive: $(MARS) ## model_store/asl-{int8,fp32,onnx-int8}.mar (torch-model-archiver)
 
@@ -73,7 +74,7 @@ serve: java-check $(MARS) ## start TorchServe in the background and wait until e
 	@if $(PY) -m client wait-ready --wait 2 >/dev/null 2>&1; then echo "TorchServe is already running."; else \
 	  mkdir -p $(TS_TMP) && $(TS_ENV) $(MALLOC_ENV) $(VENV)/bin/torchserve --start --ts-config config.properties --model-store model_store \
 	    --log-config log4j2.xml --ncs >/dev/null 2>&1 || { echo "error: torchserve did not start; see logs/"; exit 1; }; fi
-	@$(PY) -m client wait-ready --wait 240 || { echo "see logs/model_log.log"; exit 1; }
+	@$(PY) -m client wait-ready || { echo "see logs/model_log.log"; exit 1; }
 	@echo
 	@echo "TorchServe is up. Try:"
 	@echo '  TOKEN=$$($(PY) -c "import json; print(json.load(open(\"key_file.json\"))[\"inference\"][\"key\"])")'

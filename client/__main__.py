@@ -24,7 +24,7 @@ from pathlib import Path
 
 from client.batch import CSV_FIELDS, FORMATS, expand, predict_all, render, summary
 from client.rest import RestClient
-from client.settings import TIMEOUT_S, ClientError, Server
+from client.settings import STARTUP_TIMEOUT_S, TIMEOUT_S, ClientError, Server
 from model.classes import CLASS_NAMES
 from model.config import MODEL_NAME
 
@@ -97,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--min-workers", type=int, required=True, help="workers kept running")
     scale.add_argument("--max-workers", type=int, required=True, help="workers TorchServe may scale up to")
     wait = command("wait-ready", "wait until every version of asl is READY (REST)")
-    wait.add_argument("--wait", type=float, default=180, dest="wait_s", metavar="SECONDS",
-                      help="how long to wait (default 180)")
+    wait.add_argument("--wait", type=float, default=STARTUP_TIMEOUT_S, dest="wait_s", metavar="SECONDS",
+                      help=f"how long to wait (default {STARTUP_TIMEOUT_S})")
     rotate = command("rotate-key", "replace the inference or management key (REST, with the API key); the old "
                              "one is refused from then on")
     rotate.add_argument("kind", choices=("inference", "management"), help="which key to replace")
@@ -175,8 +175,10 @@ def run(args: argparse.Namespace, server: Server) -> int:
               "at each call, anything that copied the old key needs the new one")
         return 0
     if args.grpc:
-        from client.grpc_client import GrpcClient  # on demand: importing it builds the stubs if missing
-
+        try:  # on demand: REST needs no stubs
+            from client.grpc_client import GrpcClient
+        except ImportError as missing:
+            raise ClientError(str(missing)) from None
         client = GrpcClient(server, args.timeout, args.retries)
     else:
         client = RestClient(server, args.timeout, args.retries)

@@ -5,9 +5,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-KEY_FILE = Path(__file__).resolve().parent.parent / "key_file.json"  # where `make serve`'s TorchServe writes it
+from layout import KEY_FILE
+
 TIMEOUT_S = 30  # per call, REST and gRPC
-STARTUP_TIMEOUT_S = 120  # register and scale wait for workers to load the model (startupTimeout)
+# How long a start-up may take: every version READY (make serve, test servers), or workers loading the model
+# (register, scale). A loaded 2-core machine needs the margin.
+STARTUP_TIMEOUT_S = 240
 BACKOFF_S = 0.5  # first pause between retries, doubled at each further one (REST and gRPC)
 
 

@@ -21,9 +21,8 @@ import uvicorn
 
 from client.settings import Server
 from demo.server import LOOPBACK_HOSTS, create_app
-from training.config import REPO
+from layout import LOGS
 
-LOGS = REPO / "logs"
 PID_FILE = LOGS / "demo.pid"
 START_TIMEOUT_S = 30
 

@@ -34,8 +34,8 @@ from model.runtime import load_model, use_threads
 
 logger = logging.getLogger(__name__)
 
-METADATA = "metadata.json"  # written by harness/archives.py
-EVALUATION = "evaluation.json"  # reports/evaluation.json, packed by harness/archives.py when present
+METADATA = "metadata.json"  # written by handler/archive.py
+EVALUATION = "evaluation.json"  # reports/evaluation.json, packed by handler/archive.py when present
 VERSION_HEADER = "X-Model-Version"
 MAX_INSTANCES = 16  # per KServe v1 request: one request must not hold a worker for long
 STREAM_NEXT = "ts_stream_next"  # TorchServe's "more messages follow" response header for gRPC streams

@@ -24,10 +24,9 @@ from pathlib import Path
 from client.rest import RestClient
 from client.settings import Server
 from hardening.corpus import Answer, cases, send, table
-from hardening.images import sample_images
 from hardening.processes import FIXED_HEAP, MAX_GROWTH, ONE_WORKER, growth, resident_mb, worker_pids
 from harness.server import private_torchserve
-from training.config import REPO
+from layout import MODEL_STORE, REPO, REPORTS, sample_photos
 
 WARM_UP_EVERY = 4  # every 4th committed photo is sent before the corpus
 
@@ -71,7 +70,7 @@ class CorpusRun:
 def run_corpus(server: Server, warm_up: int = 2, rounds: int = 2) -> CorpusRun:
     """Send real photos, then the corpus `warm_up` + `rounds` times, watching worker PIDs and memory."""
     rest = RestClient(server)
-    photos = sample_images()
+    photos = sample_photos()
     (photo, label), warm_up_photos = photos[0], photos[::WARM_UP_EVERY]
     corpus = cases(photo, label)
     for path, _ in warm_up_photos:
@@ -124,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m hardening.bad_inputs", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model-store", type=Path, default=REPO / "model_store", help="archives to serve")
+    parser.add_argument("--model-store", type=Path, default=MODEL_STORE, help="archives to serve")
     parser.add_argument("--warm-up", type=int, default=2, help="rounds of the corpus before memory is measured")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the corpus measured")
-    parser.add_argument("--report", type=Path, default=REPO / "reports" / "bad_inputs.md")
+    parser.add_argument("--report", type=Path, default=REPORTS / "bad_inputs.md")
     args = parser.parse_args(argv)
     with private_torchserve(args.model_store, settings=ONE_WORKER, properties=FIXED_HEAP) as torchserve:
         run = run_corpus(torchserve.server, args.warm_up, args.rounds)

@@ -10,7 +10,6 @@ docs/security.md: a body over `max_request_size` (413, empty body) and a form-en
 import base64
 import io
 import random
-import re
 import time
 import zipfile
 from dataclasses import dataclass
@@ -20,8 +19,8 @@ import requests
 from PIL import Image
 
 from client.settings import Server
+from handler import ts_config
 from hardening.images import decompression_bomb, encode, photo, rotated_jpeg, sixteen_bit_png
-from training.config import REPO
 
 PREDICTION = "prediction"
 NO_JSON = "(no JSON body)"
@@ -31,8 +30,7 @@ SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect wid
 
 def max_request_size() -> int:
     """The body size cap of config.properties, in bytes."""
-    text = (REPO / "config.properties").read_text()
-    return int(re.search(r"^max_request_size=(\d+)$", text, flags=re.M).group(1))
+    return int(ts_config.read()["max_request_size"])
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,9 @@ from client.settings import ClientError, Server
 from hardening.processes import ONE_WORKER, worker_pids
 from harness.poll import poll
 from harness.server import private_torchserve
-from harness.traffic import SAMPLE_PHOTOS, Traffic
+from harness.traffic import Traffic
+from layout import MODEL_STORE, REPORTS, sample_photos
 from model.config import MODEL_NAME
-from training.config import REPO
 
 RECOVERY_LIMIT_S = 10  # the script's pass mark; the tests check losses, not time
 REPLACEMENT_TIMEOUT_S = 60
@@ -77,7 +77,7 @@ def kill_under_load(server: Server, threads: int = 4, dwell_s: float = 2) -> Kil
             killed = time.monotonic()
             os.kill(old_pid, signal.SIGKILL)
             wait_replaced(rest, version, old_pid)
-            rest.predict(SAMPLE_PHOTOS[0], version)
+            rest.predict(sample_photos()[0][0], version)
             recovery_s = time.monotonic() - killed
         with traffic.step("after", version):
             time.sleep(dwell_s)
@@ -101,13 +101,13 @@ def freeze_worker(server: Server, version: str) -> Stuck:
     try:
         started = time.monotonic()
         response = requests.post(
-            f"{server.inference_url}/predictions/{MODEL_NAME}/{version}", data=SAMPLE_PHOTOS[0].read_bytes(),
+            f"{server.inference_url}/predictions/{MODEL_NAME}/{version}", data=sample_photos()[0][0].read_bytes(),
             timeout=120,
             headers={"Authorization": f"Bearer {server.key('inference')}", "Content-Type": "application/octet-stream"},
         )
         answered_s = time.monotonic() - started
         wait_replaced(rest, version, old_pid)
-        rest.predict(SAMPLE_PHOTOS[0], version)
+        rest.predict(sample_photos()[0][0], version)
         recovery_s = time.monotonic() - started
     finally:
         if psutil.pid_exists(old_pid):  # never leave a frozen process behind, whatever happened
@@ -144,11 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hardening.faults", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model-store", type=Path, default=REPO / "model_store", help="archives to serve")
+    parser.add_argument("--model-store", type=Path, default=MODEL_STORE, help="archives to serve")
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--response-timeout", type=int, help="seconds, instead of the archive's (30)")
-    parser.add_argument("--report", type=Path, default=REPO / "reports" / "faults.md")
+    parser.add_argument("--report", type=Path, default=REPORTS / "faults.md")
     args = parser.parse_args(argv)
     settings = {**ONE_WORKER, **({"responseTimeout": args.response_timeout} if args.response_timeout else {})}
     with private_torchserve(args.model_store, settings=settings) as torchserve:

@@ -6,15 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model.classes import CLASS_NAMES
-from training.config import SAMPLES
-
 EXIF_ORIENTATION = 0x0112
-
-
-def sample_images() -> list[tuple[Path, str]]:
-    """The committed real photos with their true labels."""
-    return [(p, p.parent.name) for name in CLASS_NAMES for p in sorted((SAMPLES / name).glob("*.jpg"))]
 
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:

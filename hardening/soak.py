@@ -26,8 +26,8 @@ from client.rest import RestClient
 from client.settings import Server
 from hardening.processes import FIXED_HEAP, MAX_GROWTH, growth, resident_mb, worker_pids
 from harness.server import private_torchserve
+from layout import MODEL_STORE, REPORTS
 from loadtests.run import run_locust
-from training.config import REPO
 
 
 @dataclass
@@ -158,13 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hardening.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model-store", type=Path, default=REPO / "model_store", help="archives to serve")
+    parser.add_argument("--model-store", type=Path, default=MODEL_STORE, help="archives to serve")
     parser.add_argument("--duration", default="10m", help="Locust run time, e.g. 60s or 10m")
     parser.add_argument("--users", type=int, default=8, help="concurrent users, half REST and half gRPC")
     parser.add_argument("--warm-up", type=float, default=60, help="seconds of load before memory is compared")
     parser.add_argument("--sample-every", type=float, default=30, help="seconds between memory samples")
-    parser.add_argument("--out", type=Path, default=REPO / "reports" / "loadtest" / "soak", help="Locust's files")
-    parser.add_argument("--report", type=Path, default=REPO / "reports" / "soak.md")
+    parser.add_argument("--out", type=Path, default=REPORTS / "loadtest" / "soak", help="Locust's files")
+    parser.add_argument("--report", type=Path, default=REPORTS / "soak.md")
     args = parser.parse_args(argv)
     with private_torchserve(args.model_store, properties=FIXED_HEAP) as torchserve:
         result = soak(torchserve.server, args.users, args.duration, args.warm_up, args.sample_every, args.out)

@@ -8,7 +8,6 @@ so it runs beside a `make serve` server, or another private one, without touchin
 """
 
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -16,29 +15,18 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 from pathlib import Path
 
 import psutil
 
 from client.rest import RestClient
-from client.settings import Server
-from harness.archives import MODEL_STORE, derive
-from training.config import REPO
+from client.settings import STARTUP_TIMEOUT_S, Server
+from handler import ts_config
+from harness.archives import derive
+from layout import CONFIG_PROPERTIES, LOG_CONFIG, MODEL_STORE, allocator_env
 
 PORT_KEYS = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
-LOG_CONFIG = REPO / "log4j2.xml"  # each line once, access and metric lines in their own files
-STARTUP_TIMEOUT_S = 240  # every version READY; a loaded 2-core machine needs the margin
 JVM_EXIT_TIMEOUT_S = 30  # after `torchserve --stop`, before the JVM is terminated directly
-ALLOCATOR_VARIABLE = re.compile(r"\b(MALLOC_\w+|LD_PRELOAD)=(\S+)")
-
-
-@cache
-def shipped_environment() -> dict[str, str]:
-    """The allocator variables `make serve` starts TorchServe with, read from its recipe (`make -n serve`)."""
-    recipe = subprocess.run(["make", "-n", "serve"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    starts = [line for line in recipe.replace("\\\n", " ").splitlines() if "torchserve --start" in line]
-    return {key: value.strip("'\"") for line in starts for key, value in ALLOCATOR_VARIABLE.findall(line)}
 
 
 def free_ports(count: int) -> list[int]:
@@ -53,20 +41,10 @@ def free_ports(count: int) -> list[int]:
 
 def render_config(base: str, ports: dict[str, int], model_store: Path, properties: dict[str, str]) -> str:
     """The repo's config with this server's ports, model store and any overridden properties."""
-    text = base
-    for name in ("inference", "management", "metrics"):
-        address = f"{name}_address=http://127.0.0.1:{ports[name]}"
-        text = re.sub(rf"^{name}_address=.*$", address, text, flags=re.M)
-    for name in ("grpc_inference", "grpc_management"):
-        text = re.sub(rf"^{name}_port=.*$", f"{name}_port={ports[name]}", text, flags=re.M)
-    text = re.sub(r"^model_store=.*$", f"model_store={model_store}", text, flags=re.M)
-    for key, value in properties.items():
-        pattern = rf"^{re.escape(key)}=.*?(?<!\\)$"  # a whole property, continuation lines included
-        if re.search(pattern, text, flags=re.M | re.S):
-            text = re.sub(pattern, f"{key}={value}", text, count=1, flags=re.M | re.S)
-        else:
-            text += f"\n{key}={value}\n"
-    return text
+    addresses = {f"{name}_address": f"http://127.0.0.1:{ports[name]}"
+                 for name in ("inference", "management", "metrics")}
+    grpc_ports = {f"{name}_port": str(ports[name]) for name in ("grpc_inference", "grpc_management")}
+    return ts_config.render(base, {**addresses, **grpc_ports, "model_store": str(model_store), **properties})
 
 
 class PrivateTorchServe:
@@ -76,7 +54,7 @@ class PrivateTorchServe:
                  env: dict[str, str] | None = None):
         self.workdir, self.store = workdir, store
         self.properties = properties or {}
-        self.extra_env = shipped_environment() if env is None else env
+        self.extra_env = allocator_env() if env is None else env
         self.server: Server | None = None
         self.jvm: psutil.Process | None = None
 
@@ -84,7 +62,7 @@ class PrivateTorchServe:
         """Start on fresh free ports and return once every configured version is READY."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         ports = dict(zip(PORT_KEYS, free_ports(len(PORT_KEYS)), strict=True))
-        config = render_config((REPO / "config.properties").read_text(), ports, self.store, self.properties)
+        config = render_config(CONFIG_PROPERTIES.read_text(), ports, self.store, self.properties)
         (self.workdir / "config.properties").write_text(config)
         self.server = Server(
             inference_url=f"http://127.0.0.1:{ports['inference']}",

@@ -15,9 +15,8 @@ from client.grpc_client import GrpcClient
 from client.rest import RestClient
 from client.settings import Server
 from harness.poll import poll
-from training.config import SAMPLES
+from layout import sample_photos
 
-SAMPLE_PHOTOS = sorted(SAMPLES.glob("*/*.jpg"))
 DRAIN_TIMEOUT_S = 30
 
 
@@ -36,8 +35,9 @@ class Traffic:
     The threads start with the first step and stop when the `with Traffic(...)` block ends.
     """
 
-    def __init__(self, server: Server, threads: int, images: list[Path] = SAMPLE_PHOTOS):
-        self.images, self.threads = images, threads
+    def __init__(self, server: Server, threads: int, images: list[Path] | None = None):
+        self.images = images or [path for path, _ in sample_photos()]
+        self.threads = threads
         self.steps: list[Step] = []
         self.errors: list[str] = []
         self._lock, self._stop = threading.Lock(), threading.Event()

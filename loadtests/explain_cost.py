@@ -17,13 +17,14 @@ from pathlib import Path
 
 import torch
 
-from harness.archives import VARIANTS, load_model, shipped_archive, shipped_settings
+from handler.archive import VARIANTS, shipped_archive, shipped_settings
+from harness.archives import load_model
+from layout import REPO, REPORTS
 from loadtests.images import DEFAULT_IMAGES, image_paths
 from model.config import PREPROCESS
 from model.explain import OCCLUSION, explain
 from model.pipeline import Classifier, elapsed_ms
 from model.runtime import use_threads
-from training.config import REPO
 
 
 class CountingModel:
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=sorted(VARIANTS))
     parser.add_argument("--count", type=int, default=12, help="photos, spread over the folder's classes")
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
-    parser.add_argument("--report", type=Path, default=REPO / "reports" / "explain_cost.md")
+    parser.add_argument("--report", type=Path, default=REPORTS / "explain_cost.md")
     args = parser.parse_args(argv)
     threads = int(shipped_settings()["handler"]["threads"])
     use_threads(threads)  # as the handler does

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
+from layout import SAMPLES
 from model.classes import IMAGE_SUFFIXES
-from training.config import SAMPLES
 
 DEFAULT_IMAGES = SAMPLES
 

@@ -21,14 +21,12 @@ import grpc
 import grpc.experimental.gevent as grpc_gevent
 from locust import FastHttpUser, User, constant, events, task
 
-from client import protos
+from client.grpc_client import inference_pb2, inference_pb2_grpc
 from client.settings import Server
 from loadtests.images import DEFAULT_IMAGES, image_paths
 from model.config import MODEL_NAME
 
 grpc_gevent.init_gevent()  # gRPC calls must yield to the other users, like Locust's own HTTP clients
-protos.generate()
-from client.proto import inference_pb2, inference_pb2_grpc  # noqa: E402
 
 TIMEOUT_S = 30
 

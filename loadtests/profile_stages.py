@@ -23,14 +23,15 @@ import torch
 from PIL import Image
 from torch.profiler import ProfilerActivity, profile, record_function
 
+from handler.archive import VARIANTS, shipped_archive, shipped_settings
 from hardening.images import encode
-from harness.archives import VARIANTS, labels, load_model, shipped_archive, shipped_settings
+from harness.archives import labels, load_model
+from layout import REPO, REPORTS
 from loadtests.baseline_handler import BaselineHandler
 from loadtests.images import DEFAULT_IMAGES, image_paths
 from model.config import PREPROCESS
 from model.pipeline import STAGES, Classifier, HandReader, elapsed_ms
 from model.runtime import use_threads
-from training.config import REPO
 
 LARGE = (4000, 3000)  # a 12-megapixel phone photo
 BASELINE = ("decode + resize + normalise (Pillow, NumPy)", "inference", "postprocess")
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", nargs="+", type=int, help="batch sizes (default: 1 and the shipped batchSize)")
     parser.add_argument("--rounds", type=int, default=3, help="passes over the photos per measurement")
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
-    parser.add_argument("--report", type=Path, default=REPO / "reports" / "profile.md")
+    parser.add_argument("--report", type=Path, default=REPORTS / "profile.md")
     parser.add_argument("--trace-dir", type=Path, default=REPO / "build" / "profile")
     args = parser.parse_args(argv)
     config = shipped_settings()

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from client.rest import RestClient
 from client.settings import ClientError, Server
-from harness.archives import VARIANTS, build
+from handler.archive import VARIANTS, build
 from harness.server import private_torchserve
 from harness.traffic import Traffic, wait_drained
+from layout import EXPORT_DIR, REPORTS
 from model.config import MODEL_NAME
-from training.config import REPO
 
 
 @dataclass
@@ -99,11 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m loadtests.rollout", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--export-dir", type=Path, default=REPO / "build" / "export", help="exported models")
+    parser.add_argument("--export-dir", type=Path, default=EXPORT_DIR, help="exported models")
     parser.add_argument("--version", default="1.1-int8", help="version of the freshly built int8 archive")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--dwell", type=float, default=3, help="seconds of traffic on each steady state")
-    parser.add_argument("--report", type=Path, default=REPO / "reports" / "rollout.md")
+    parser.add_argument("--report", type=Path, default=REPORTS / "rollout.md")
     args = parser.parse_args(argv)
     exported = args.export_dir / VARIANTS["int8"][0]
     if not exported.exists():

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from client.rest import RestClient
 from client.settings import ClientError, Server
+from layout import REPORTS
 from loadtests.images import DEFAULT_IMAGES, image_paths
-from training.config import REPO
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 PREFIX = "locust"  # locust_stats.csv, locust_failures.csv, ..., locust.json
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", default="20s", help="Locust run time, e.g. 20s or 2m")
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="folder of photos to post")
     parser.add_argument("--model-version", default="", help="version of asl to call (default: the server's)")
-    parser.add_argument("--out", type=Path, default=REPO / "reports" / "loadtest")
+    parser.add_argument("--out", type=Path, default=REPORTS / "loadtest")
     args = parser.parse_args(argv)
     server = Server.from_env()
     for stale in [args.out / "summary.md", args.out / "report.html", *args.out.glob(f"{PREFIX}*")]:

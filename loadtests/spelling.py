@@ -36,12 +36,13 @@ from tqdm import tqdm
 
 from harness.browser import launch, running_demo, write_y4m
 from harness.server import private_torchserve
+from layout import REPORTS, SHARED_DATA
 from model.classes import CLASS_NAMES, NOTHING
 from model.decode import decode_image
 from model.hands import HandLandmarker, tracking_roi
 from model.pipeline import elapsed_ms
 from training.arms_length import Framing, place
-from training.config import REPO, SHARED_DATA, TEST_SETS, TrainConfig
+from training.config import TrainConfig, test_sets
 from training.dataset import Sample, scan, split_by_blocks
 
 WORDS = ("HELLO", "WORLD")
@@ -182,7 +183,7 @@ def tracking_cost(segments: list[tuple[Image.Image, int]], landmarker: HandLandm
 def named_sets(which: str, validation: list[Sample]) -> dict[str, list[Sample]]:
     """Every test/ split, or each source's validation blocks."""
     if which == "test":
-        return {f"{d.parent.name}/{d.name}": scan([d]) for d in TEST_SETS if d.is_dir()}
+        return {f"{d.parent.name}/{d.name}": scan([d]) for d in test_sets() if d.is_dir()}
     return {f"{source}/validation": [s for s in validation if s.source == source]
             for source in sorted({s.source for s in validation})}
 
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=Path, help="default: reports/spelling.md (test), "
                         "reports/spelling-validation.md (validation)")
     args = parser.parse_args(argv)
-    report = args.report or REPO / "reports" / ("spelling.md" if args.sets == "test" else "spelling-validation.md")
+    report = args.report or REPORTS / ("spelling.md" if args.sets == "test" else "spelling-validation.md")
     config = TrainConfig()
     roots = [d for d in config.data if d.is_dir()]
     if not roots:

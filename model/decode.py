@@ -22,8 +22,6 @@ SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 # >= this: `resize_image` would halve them down that far anyway, and the full decode costs several times more.
 DCT_MIN_SIDE = 2 * PREPROCESS.image_size
 
-# We enforce our own pixel limit from the header; Pillow's own check stays as a backstop.
-Image.MAX_IMAGE_PIXELS = PREPROCESS.max_pixels
 
 
 class ImageError(ValueError):
@@ -53,7 +51,7 @@ def decode_image(data: bytes, max_pixels: int = PREPROCESS.max_pixels) -> torch.
     """
     if not data:
         raise EmptyImage("the request carried no image bytes")
-    image = _open_header(data)
+    image = _open_header(data, max_pixels)
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLarge(f"image is {width}x{height} pixels; the limit is {max_pixels} pixels")
@@ -66,14 +64,15 @@ def decode_image(data: bytes, max_pixels: int = PREPROCESS.max_pixels) -> torch.
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
 
 
-def _open_header(data: bytes) -> Image.Image:
+def _open_header(data: bytes, max_pixels: int) -> Image.Image:
+    """The image's header. Our limit is checked on its size; Pillow's own (larger, left global as Pillow sets
+    it) stays as a backstop for what it refuses while opening."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        # Pillow's own message quotes twice our limit for the images it refuses outright
-        raise ImageTooLarge(f"image has more than {Image.MAX_IMAGE_PIXELS} pixels, the limit") from error
+        raise ImageTooLarge(f"image has more than {max_pixels} pixels, the limit") from error
     except UnidentifiedImageError as error:
         raise NotAnImage("the body is not an image in a supported format") from error
     except Exception as error:

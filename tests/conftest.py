@@ -12,20 +12,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from client.rest import RestClient
 from client.settings import Server
-from hardening.images import sample_images  # noqa: F401  (re-exported for the tests)
-from harness.archives import MODEL_STORE, VARIANTS, shipped_archive
+from handler.archive import VARIANTS, shipped_archive
 from harness.server import private_torchserve
+from layout import EXPORT_DIR, EXPORT_FILES, MODEL_STORE, ROBOFLOW_SAMPLES, SAMPLES, SHARED_DATA
 from model.decode import decode_image
 from model.runtime import load_model
-from training.config import EXPORT_FILES, REPO, SAMPLES, SHARED_DATA
 
 SHARED = SHARED_DATA
-EXPORTED = REPO / "build" / "export"
 ARCHIVES = tuple(shipped_archive(variant).name for variant in sorted(VARIANTS))
 VERSIONS = tuple(VARIANTS[variant][1] for variant in sorted(VARIANTS))
 
 
-ROBOFLOW = REPO / "samples" / "roboflow"
+ROBOFLOW = ROBOFLOW_SAMPLES
 MARKED = json.loads((ROBOFLOW / "hand_boxes.json").read_text())["boxes"]  # photo -> hand box marked by eye
 
 
@@ -69,7 +67,7 @@ def shared_path(*parts: str) -> Path:
 
 def exported(variant: str):
     """An exported variant (`make export`; `make test` does it), loaded as the handler loads it."""
-    path = EXPORTED / EXPORT_FILES[variant]
+    path = EXPORT_DIR / EXPORT_FILES[variant]
     if not path.exists():
         pytest.fail(f"{path} is missing: run `make export` (make test does it for you)")
     return load_model(path, torch.get_num_threads())  # TorchScript's threads are the process's: leave them

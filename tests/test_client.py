@@ -16,7 +16,7 @@ import pytest
 from client.__main__ import build_parser
 from client.settings import Server
 from harness.server import free_ports
-from tests.conftest import REPO, SAMPLES
+from layout import REPO, SAMPLES
 
 CLASSES = ("A", "B", "space")
 CONSOLE_SCRIPT = Path(sys.executable).parent / "asl"

@@ -8,7 +8,6 @@ cold-start and stop times are printed, not asserted: they measure the machine as
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -18,9 +17,10 @@ import pytest
 import requests
 import yaml
 
+from handler import ts_config
 from harness.server import free_ports
+from layout import REPO, SAMPLES
 from model.config import MODEL_NAME
-from tests.conftest import REPO, SAMPLES
 
 ENGINE_SH = REPO / "deploy" / "container" / "engine.sh"
 IMAGE = "asl-serve:0.1.0"
@@ -47,9 +47,7 @@ pytestmark = [
 
 def configured_versions() -> set[str]:
     """The versions of the model that config.properties (baked into the image) loads at start-up."""
-    text = re.sub(r"\\\n\s*", "", (REPO / "config.properties").read_text())
-    models = next(line.split("=", 1)[1] for line in text.splitlines() if line.startswith("models="))
-    return set(json.loads(models)[MODEL_NAME])
+    return set(json.loads(ts_config.read()["models"])[MODEL_NAME])
 
 
 GRACE_S = int(yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]["torchserve"]

@@ -8,11 +8,11 @@ import torch
 from PIL import Image
 
 from hardening.images import decompression_bomb, encode, photo, rotated_jpeg, sixteen_bit_png
+from layout import sample_photos
 from model.decode import DCT_MIN_SIDE, CorruptImage, EmptyImage, ImageTooLarge, NotAnImage, decode_image
 from model.preprocess import resize_image
-from tests.conftest import sample_images
 
-PATH = sample_images()[0][0]
+PATH = sample_photos()[0][0]
 
 
 def reference() -> torch.Tensor:

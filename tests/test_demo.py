@@ -20,6 +20,7 @@ from client.settings import Server
 from hardening.images import encode
 from harness.browser import CHROMIUM, launch, running_demo, write_y4m
 from harness.server import free_ports
+from layout import SAMPLES
 from loadtests.spelling import with_gaps
 from tests.conftest import MARKED as HAND_BOXES
 from tests.conftest import ROBOFLOW as HANDS
@@ -27,7 +28,7 @@ from tests.conftest import hottest_cells, room_without_the_hand
 from training.arms_length import to_pil
 
 REPO = Path(__file__).resolve().parent.parent
-SAMPLES = REPO / "samples" / "asl2text"
+SAMPLES = SAMPLES
 SCREENSHOTS = REPO / "build" / "demo"  # the README's picture is copied from here
 FRAME_SIDE, FPS, HOLD_FRAMES = 240, 10, 30  # the fake camera: 240x240, each sign held for 3 s (slow CPUs)
 WORD, EDITS = "HELLO", 1  # the page must type WORD within EDITS edits (insertions, deletions, substitutions)
@@ -135,11 +136,11 @@ def test_the_hand_is_drawn_on_an_uploaded_photo_and_no_hand_is_said(page):
 
 
 def test_upload_and_drop_give_the_answer(page, rest):
-    page.set_input_files("#upload", str(REPO / "samples" / "asl2text" / "B" / "B0.jpg"))
+    page.set_input_files("#upload", str(SAMPLES / "B" / "B0.jpg"))
     letter_is(page, "B")
     assert page.locator("#top3 li").count() == 3
     assert page.text_content("#answered") == rest.default_version()
-    data = base64.b64encode((REPO / "samples" / "asl2text" / "L" / "L105.jpg").read_bytes()).decode()
+    data = base64.b64encode((SAMPLES / "L" / "L105.jpg").read_bytes()).decode()
     transfer = page.evaluate_handle(
         """data => { const t = new DataTransfer();
            const bytes = Uint8Array.from(atob(data), c => c.charCodeAt(0));
@@ -158,20 +159,20 @@ def test_version_picker_lists_the_versions_and_the_chosen_one_answers(page, rest
     assert page.input_value("#version") == rest.default_version()
     other = next(v for v in options if v != rest.default_version())
     page.select_option("#version", other)
-    page.set_input_files("#upload", str(REPO / "samples" / "asl2text" / "Y" / "Y399.jpg"))
+    page.set_input_files("#upload", str(SAMPLES / "Y" / "Y399.jpg"))
     letter_is(page, "Y")
     assert page.text_content("#answered") == other
 
 
 def test_corrupt_upload_shows_a_readable_error_and_the_page_recovers(page, tmp_path):
     broken = tmp_path / "broken.jpg"
-    broken.write_bytes((REPO / "samples" / "asl2text" / "C" / "C707.jpg").read_bytes()[:3000])
+    broken.write_bytes((SAMPLES / "C" / "C707.jpg").read_bytes()[:3000])
     page.set_input_files("#upload", str(broken))
     page.wait_for_selector("#error", state="visible")
     message = page.text_content("#error")
     assert "broken.jpg" in message and "422" in message and "truncated" in message
     assert page.text_content("#letter") == "" and page.text_content("#answered") == "\N{EN DASH}"  # nothing stale
-    page.set_input_files("#upload", str(REPO / "samples" / "asl2text" / "C" / "C707.jpg"))
+    page.set_input_files("#upload", str(SAMPLES / "C" / "C707.jpg"))
     letter_is(page, "C")
     assert page.is_hidden("#error")
 
@@ -190,7 +191,7 @@ def test_a_phone_gets_one_column_and_no_sideways_scroll(browser, demo):
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = context.new_page()
     page.goto(demo)
-    page.set_input_files("#upload", str(REPO / "samples" / "asl2text" / "B" / "B0.jpg"))
+    page.set_input_files("#upload", str(SAMPLES / "B" / "B0.jpg"))
     letter_is(page, "B")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     stage, answer = page.locator("#stage-panel").bounding_box(), page.locator("#answer-panel").bounding_box()
@@ -217,7 +218,7 @@ def test_a_keyboard_alone_classifies_a_photo(page):
     page.focus("#stage")
     with page.expect_file_chooser() as chooser:
         page.keyboard.press("Enter")
-    chooser.value.set_files(str(REPO / "samples" / "asl2text" / "W" / "W301.jpg"))
+    chooser.value.set_files(str(SAMPLES / "W" / "W301.jpg"))
     letter_is(page, "W")
 
 
@@ -230,7 +231,7 @@ def test_axe_finds_no_serious_accessibility_violation(browser, demo, viewport):
     context = browser.new_context(viewport=viewport)
     page = context.new_page()
     page.goto(demo)
-    page.set_input_files("#upload", str(REPO / "samples" / "asl2text" / "B" / "B0.jpg"))
+    page.set_input_files("#upload", str(SAMPLES / "B" / "B0.jpg"))
     letter_is(page, "B")
     results = Axe().run(page)
     context.close()
@@ -274,7 +275,7 @@ def test_torchserve_down_is_a_message_not_a_frozen_page(browser, torchserve, tmp
         page.goto(url)
         page.wait_for_selector("#error", state="visible")
         assert "not reachable" in page.text_content("#error") and "127.0.0.1" not in page.text_content("#error")
-        page.set_input_files("#upload", str(REPO / "samples" / "asl2text" / "A" / "A602.jpg"))
+        page.set_input_files("#upload", str(SAMPLES / "A" / "A602.jpg"))
         page.wait_for_function("() => document.getElementById('error').textContent.includes('503')")
         assert "A602.jpg" in page.text_content("#error") and "not reachable" in page.text_content("#error")
         assert page.text_content("#letter") == "" and page.locator("#top3 li").count() == 0  # nothing stale
@@ -292,9 +293,9 @@ def test_the_token_never_reaches_the_browser(page, torchserve):
 
     page.route("**/*", pass_through)
     page.reload()
-    page.set_input_files("#upload", str(REPO / "samples" / "asl2text" / "W" / "W301.jpg"))
+    page.set_input_files("#upload", str(SAMPLES / "W" / "W301.jpg"))
     letter_is(page, "W")
-    broken = (REPO / "samples" / "asl2text" / "W" / "W301.jpg").read_bytes()[:1000]
+    broken = (SAMPLES / "W" / "W301.jpg").read_bytes()[:1000]
     page.set_input_files("#upload", {"name": "w.jpg", "mimeType": "image/jpeg", "buffer": broken})
     page.wait_for_selector("#error", state="visible")
     paths = sorted(text.split(" ")[0].split("?")[0].rsplit("/", 1)[-1] for text in received)
@@ -347,7 +348,7 @@ def test_demo_answers_bad_requests_with_json(demo):
         ({"roi": "{\"x\": \"\u00e9\"}"}, b"x", 400, "BadRequest"),  # not a header's ASCII: the proxy refuses it
         ({"roi": '{"x": 0.5}'}, (HANDS / sorted(HAND_BOXES)[0]).read_bytes(), 400, "BadRequest"),  # the handler
         ({}, b"", 400, "EmptyImage"),
-        ({"version": "9.9-none"}, (REPO / "samples" / "asl2text" / "A" / "A602.jpg").read_bytes(), 404, None),
+        ({"version": "9.9-none"}, (SAMPLES / "A" / "A602.jpg").read_bytes(), 404, None),
         ({}, b"<html>not an image</html>", 415, "UnsupportedMediaType"),
     ]
     for params, body, status, kind in cases:
@@ -377,7 +378,7 @@ def test_the_proxy_passes_the_tracking_hint(demo):
 
 @pytest.mark.parametrize("headers", [{"Sec-Fetch-Site": "cross-site"}, {"Origin": "http://attacker.example"}])
 def test_pages_of_other_sites_cannot_spend_the_token(demo, headers):
-    photo = (REPO / "samples" / "asl2text" / "A" / "A602.jpg").read_bytes()
+    photo = (SAMPLES / "A" / "A602.jpg").read_bytes()
     for route in ("predict", "explain"):
         response = requests.post(f"{demo}/api/{route}", data=photo, headers=headers, timeout=60)
         assert response.status_code == 403 and response.json()["type"] == "CrossSiteRequest"

@@ -24,10 +24,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from harness.archives import VARIANTS
-from harness.server import shipped_environment
+from handler import ts_config
+from handler.archive import VARIANTS
+from layout import CONFIG_PROPERTIES, MODEL_STORE, REPO, allocator_env
 from model.config import MODEL_NAME
-from tests.conftest import REPO
 
 DOCKERFILE = REPO / "Dockerfile"
 COMPOSE = REPO / "docker-compose.yml"
@@ -39,15 +39,8 @@ LOOPBACK = {"127.0.0.1", "localhost"}
 WRAPPER_PORTS = {8080, 8081}
 
 
-def properties(path: Path) -> dict[str, str]:
-    """A .properties file as TorchServe reads it: comments skipped, continuation lines joined."""
-    text = re.sub(r"\\\n\s*", "", path.read_text())
-    lines = [line for line in text.splitlines() if "=" in line and not line.lstrip().startswith(("#", "!"))]
-    return {key.strip(): value.strip() for key, value in (line.split("=", 1) for line in lines)}
-
-
-CONFIG = properties(REPO / "config.properties")
-KSERVE_CONFIG = properties(KSERVE / "config.properties")
+CONFIG = ts_config.read()
+KSERVE_CONFIG = ts_config.read(KSERVE / "config.properties")
 PORTS = {
     "inference": urlsplit(CONFIG["inference_address"]).port,
     "management": urlsplit(CONFIG["management_address"]).port,
@@ -223,7 +216,8 @@ def test_dockerignore_keeps_sources_and_the_served_archives_and_drops_local_stat
     needed = ["pyproject.toml", "README.md", "model", "handler", "training", "client", "loadtests", "samples"]
     archives = [f"model_store/{name}" for name in served_archives()]
     assert not [path for path in needed + archives if dockerignored(path)]
-    dropped = ["key_file.json", ".venv", "build/export", "model_store/asl-1.1-int8.mar", "model/weights/asl_lite0.pt"]
+    dropped = ["key_file.json", ".venv", "build/export", "model_store/asl-1.1-int8.mar",
+               "training/weights/asl_lite0.pt"]
     assert all(dockerignored(path) for path in dropped)
 
 
@@ -255,9 +249,14 @@ def test_pip_steps_take_index_settings_and_ca_from_build_secrets_never_from_laye
     assert not re.search(r"PIP_(INDEX_URL|EXTRA_INDEX_URL|TRUSTED_HOST)", text)
 
 
-def test_the_image_starts_torchserve_with_the_malloc_settings_of_make_serve():
-    shipped = shipped_environment()
-    assert shipped and {key: env_instructions("runtime")[key] for key in shipped} == shipped
+@pytest.mark.parametrize("stage", ["runtime", "kserve"])
+def test_the_image_starts_torchserve_with_the_allocator_settings_of_make_serve(stage):
+    """Both read deploy/allocator.env: the Makefile includes it, the image copies it and its entry point
+    sources it before the command."""
+    assert allocator_env() and "deploy/allocator.env" in (REPO / "Makefile").read_text()
+    assert ("COPY", "deploy/allocator.env /srv/asl/allocator.env") in lineage(stage)
+    assert '"/srv/asl/with-allocator.sh"' in last(stage, "ENTRYPOINT")
+    assert ". /srv/asl/allocator.env" in (REPO / "deploy" / "container" / "with-allocator.sh").read_text()
 
 
 def test_kserve_entrypoint_is_executable():
@@ -295,7 +294,7 @@ def test_compose_mounts_existing_files_where_the_image_reads_them():
     torchserve = compose()["services"]["torchserve"]
     mounts = dict(volume.split(":")[:2] for volume in torchserve["volumes"])
     command = runtime_command()
-    assert (REPO / "config.properties").is_file() and (REPO / "model_store").is_dir()
+    assert CONFIG_PROPERTIES.is_file() and MODEL_STORE.is_dir()
     assert mounts["./config.properties"] == option(command, "--ts-config")
     assert mounts["./model_store"] == option(command, "--model-store")
     assert mounts["torchserve-state"] == last("runtime", "WORKDIR")  # where key_file.json is written

@@ -7,10 +7,10 @@ import sys
 import pytest
 import torch
 
-from harness.archives import VARIANTS
+from handler.archive import VARIANTS
+from layout import EXPORT_DIR, REPO, SAMPLE_SETS
 from model.hand_shape import load_hand_shape
-from tests.conftest import EXPORTED, REPO, exported
-from training.config import SAMPLE_SETS
+from tests.conftest import exported
 from training.evaluate import evaluate, in_process, named_sets, served
 
 
@@ -36,7 +36,7 @@ def test_command_writes_every_set_and_variant_and_a_figure_each(tmp_path, sample
     report = tmp_path / "evaluation.md"
     data = [arg for root in SAMPLE_SETS for arg in ("--data", str(root))]
     subprocess.run([sys.executable, "-m", "training.evaluate", *data, "--variants", "int8", "fp32", "eager",
-                    "--export-dir", str(EXPORTED), "--report", str(report)], check=True, cwd=REPO, timeout=300)
+                    "--export-dir", str(EXPORT_DIR), "--report", str(report)], check=True, cwd=REPO, timeout=300)
     summary = json.loads(report.with_suffix(".json").read_text())  # what the archives pack for `describe`
     assert list(summary) == ["int8", "fp32", "eager"]
     for sets in summary.values():

@@ -12,7 +12,8 @@ from hardening.faults import freeze_worker, kill_under_load
 from hardening.processes import ONE_WORKER, worker_pids
 from harness.poll import poll
 from harness.server import private_torchserve
-from tests.conftest import VERSIONS, sample_images
+from layout import sample_photos
+from tests.conftest import VERSIONS
 
 RESPONSE_TIMEOUT_S = 2
 
@@ -59,5 +60,5 @@ def test_a_restart_brings_back_the_configured_versions_and_default(private_serve
     assert sorted(worker_pids(rest)) == sorted(VERSIONS)
     assert {version: len(pids) for version, pids in worker_pids(rest).items()} == workers
     assert all(psutil.pid_exists(pid) for pids in worker_pids(rest).values() for pid in pids)
-    path, label = sample_images()[0]
+    path, label = sample_photos()[0]
     assert rest.predict(path)["label"] == label

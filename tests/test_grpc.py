@@ -16,9 +16,10 @@ from client.grpc_client import GrpcClient
 from client.proto import inference_pb2, inference_pb2_grpc
 from client.settings import ClientError, ImageRejected
 from harness.server import free_ports
-from tests.conftest import REPO, VERSIONS, sample_images
+from layout import REPO, sample_photos
+from tests.conftest import VERSIONS
 
-IMAGE, LABEL = sample_images()[0]
+IMAGE, LABEL = sample_photos()[0]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_stream_predictions_answers_in_one_message_and_keeps_the_worker(torchser
 
 def test_many_concurrent_streams_each_get_one_answer_and_keep_the_worker(torchserve, stub, rest):
     before = worker_pids(rest)
-    images = sample_images()[::4][:12]
+    images = sample_photos()[::4][:12]
 
     def stream(item):
         return list(stub.StreamPredictions(request(item[0]), metadata=inference_key(torchserve), timeout=60))
@@ -71,7 +72,7 @@ def test_bidirectional_stream_answers_every_message_and_keeps_the_worker(torchse
     """StreamPredictions2 is TorchServe's stateful-model (sequence batching) API: asl is stateless, so the
     frontend answers each message of the stream with an error status and never reaches a worker."""
     before = worker_pids(rest)
-    messages = [request(path) for path, _ in sample_images()[:5]]
+    messages = [request(path) for path, _ in sample_photos()[:5]]
     answers = list(stub.StreamPredictions2(iter(messages), metadata=inference_key(torchserve), timeout=60))
     assert len(answers) == len(messages)
     assert all(a.status.code == grpc.StatusCode.INTERNAL.value[0] and "sequenceId" in a.status.message
@@ -105,11 +106,11 @@ def test_ping_reports_healthy(grpc_client):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_predictions_match_rest_for_every_photo(grpc_client, rest, version):
     correct = 0
-    for image, label in sample_images():
+    for image, label in sample_photos():
         answer = grpc_client.predict(image, version)
         assert answer == rest.predict(image, version), image
         correct += answer["label"] == label
-    assert correct >= 0.8 * len(sample_images())  # real answers, not merely equal ones
+    assert correct >= 0.8 * len(sample_photos())  # real answers, not merely equal ones
 
 
 def test_default_version_and_top_k_match_rest(grpc_client, rest):

@@ -24,8 +24,9 @@ from hardening.corpus import NO_JSON, table
 from hardening.images import encode, photo
 from hardening.processes import FIXED_HEAP, MAX_GROWTH, ONE_WORKER, frontend, worker_pids
 from hardening.soak import Sample, Soak
-from harness.server import private_torchserve, shipped_environment
-from tests.conftest import REPO, VERSIONS, sample_images
+from harness.server import private_torchserve
+from layout import REPO, allocator_env, sample_photos
+from tests.conftest import VERSIONS
 
 # Answered by TorchServe's frontend before our handler sees the request; docs/security.md says so.
 FRONTEND_ANSWERS = {
@@ -75,7 +76,7 @@ def test_the_measured_processes_run_make_serves_allocator_variables(private_serv
     """What is measured is what ships: the frontend and every worker run with the Makefile's MALLOC_ENV."""
     rest = RestClient(private_server.server)
     pids = [frontend(rest).pid, *(pid for pids in worker_pids(rest).values() for pid in pids)]
-    shipped = shipped_environment()
+    shipped = allocator_env()
     assert "MALLOC_MMAP_THRESHOLD_" in shipped and len(pids) == 1 + len(VERSIONS)
     for pid in pids:
         environ = psutil.Process(pid).environ()
@@ -91,8 +92,8 @@ def test_largest_uploads_do_not_fail_the_good_requests_batched_with_them(private
     server = private_server.server
     rest = RestClient(server)
     pids = worker_pids(rest)
-    largest = encode(photo(sample_images()[0][0]).resize((6300, 6300)), "PNG", compress_level=1)
-    good = sample_images()[1::9][:4]
+    largest = encode(photo(sample_photos()[0][0]).resize((6300, 6300)), "PNG", compress_level=1)
+    good = sample_photos()[1::9][:4]
     headers = {"Authorization": f"Bearer {server.key('inference')}", "Content-Type": "application/octet-stream"}
 
     def post(body: bytes) -> requests.Response:
@@ -157,7 +158,7 @@ def test_keys_rotate_through_the_token_api(private_server):
     after = json.loads(server.key_file.read_text())
     assert after["inference"]["key"] != before["inference"]["key"]
     assert after["management"]["key"] == before["management"]["key"]
-    image = sample_images()[0][0].read_bytes()
+    image = sample_photos()[0][0].read_bytes()
     for key, status in ((before["inference"]["key"], 400), (after["inference"]["key"], 200)):
         response = requests.post(f"{server.inference_url}/predictions/asl", data=image, timeout=30,
                                  headers={"Authorization": f"Bearer {key}", "Content-Type": "application/octet-stream"})

@@ -15,11 +15,12 @@ import pytest
 import yaml
 
 from client.settings import Server
-from harness.archives import CONFIG, MANIFEST, derive, model_config, shipped_archive
+from handler.archive import CONFIG, MANIFEST, shipped_archive
+from harness.archives import derive, model_config
 from harness.server import free_ports, private_torchserve
+from layout import REPO, sample_photos
 from loadtests.profile_stages import BASELINE
 from model.pipeline import STAGES
-from tests.conftest import REPO, sample_images
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -121,7 +122,7 @@ def test_quick_bench_measures_every_kind_of_configuration_and_the_limits(tmp_pat
 
 def test_stage_profile_times_every_stage_of_both_handlers(tmp_path):
     images = tmp_path / "images"
-    for path, label in sample_images()[::15]:
+    for path, label in sample_photos()[::15]:
         (images / label).mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, images / label / path.name)
     report = tmp_path / "profile.md"

@@ -20,20 +20,21 @@ from client.grpc_client import GrpcClient
 from client.proto import management_pb2, management_pb2_grpc
 from client.rest import RestClient
 from client.settings import ClientError, Server
+from handler.archive import VARIANTS, build, shipped_archive
 from handler.asl_handler import EVALUATION
-from harness.archives import VARIANTS, build, shipped_archive
 from harness.poll import poll
 from harness.server import free_ports, private_torchserve
 from harness.traffic import Traffic, wait_drained
+from layout import EXPORT_DIR, REPO, sample_photos
 from loadtests.rollout import roll_out
 from model.classes import CLASS_NAMES
 from model.config import PREPROCESS
-from tests.conftest import REPO, VERSIONS, sample_images
+from tests.conftest import VERSIONS
 
-EXPORTED_INT8 = REPO / "build" / "export" / VARIANTS["int8"][0]
+EXPORTED_INT8 = EXPORT_DIR / VARIANTS["int8"][0]
 NEW_VERSION = "1.1-int8"
 NEW_ARCHIVE = f"asl-{NEW_VERSION}.mar"
-IMAGE = sample_images()[0][0]
+IMAGE = sample_photos()[0][0]
 
 
 @pytest.fixture(scope="module")

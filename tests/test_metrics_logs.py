@@ -4,6 +4,7 @@ dashboard and Prometheus config against them, and log files that say each thing 
 import json
 import re
 from collections import Counter
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -11,8 +12,10 @@ import yaml
 from prometheus_client.samples import Sample
 
 from client.settings import Server
+from handler import ts_config
+from layout import REPO, sample_photos
 from model.pipeline import STAGES as PIPELINE_STAGES
-from tests.conftest import REPO, VERSIONS, families, sample_images
+from tests.conftest import VERSIONS, families
 
 DASHBOARD = REPO / "deploy" / "monitoring" / "grafana-dashboard.json"
 SCRAPE_CONFIG = REPO / "deploy" / "monitoring" / "prometheus.yml"
@@ -30,7 +33,7 @@ def post(server: Server, body: bytes, version: str) -> requests.Response:
 def traffic(torchserve) -> Server:
     """The session server after a good and a bad request to each version."""
     for version in VERSIONS:
-        assert post(torchserve.server, sample_images()[0][0].read_bytes(), version).status_code == 200
+        assert post(torchserve.server, sample_photos()[0][0].read_bytes(), version).status_code == 200
         assert post(torchserve.server, b"plain text", version).status_code == 415
     return torchserve.server
 
@@ -104,9 +107,9 @@ def test_dashboard_queries_use_exposed_series_and_labels(traffic):
 def test_scrape_config_targets_the_metrics_port_of_the_config():
     config = yaml.safe_load(SCRAPE_CONFIG.read_text())
     (static,) = [job for job in config["scrape_configs"] if "static_configs" in job]
-    port = re.search(r"^metrics_address=http://[^:]+:(\d+)$", (REPO / "config.properties").read_text(), re.M)
+    port = urlsplit(ts_config.read()["metrics_address"]).port
     assert static["metrics_path"] == "/metrics"
-    assert static["static_configs"][0]["targets"] == [f"127.0.0.1:{port.group(1)}"]
+    assert static["static_configs"][0]["targets"] == [f"127.0.0.1:{port}"]
 
 
 def timestamped(text: str) -> list[str]:
@@ -126,7 +129,7 @@ def test_each_log_line_is_written_once_in_its_own_file(torchserve, traffic):
 def test_requests_do_not_grow_ts_log(torchserve, traffic):
     before = len(timestamped(torchserve.log("ts_log.log")))
     for _ in range(10):
-        assert post(torchserve.server, sample_images()[1][0].read_bytes(), "1.0-int8").status_code == 200
+        assert post(torchserve.server, sample_photos()[1][0].read_bytes(), "1.0-int8").status_code == 200
     assert len(timestamped(torchserve.log("ts_log.log"))) - before <= 2  # not 14 lines a request as before
 
 

@@ -4,13 +4,13 @@ import dataclasses
 
 import torch
 
+from layout import SAMPLES
 from model.config import NETWORK, PREPROCESS
-from model.network import build_network, count_parameters
 from model.preprocess import to_unit_range
-from tests.conftest import SAMPLES
 from training.augment import BackgroundPaste, build_augmentation, is_cutout
 from training.config import AugmentConfig
 from training.dataset import load_images, scan
+from training.network import build_network, count_parameters
 
 
 def test_output_shape_and_budget():

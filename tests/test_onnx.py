@@ -3,11 +3,11 @@
 import pytest
 import torch
 
+from layout import SAMPLE_SETS
 from model.classes import CLASS_NAMES
 from model.pipeline import Classifier
 from model.preprocess import normalize_batch
 from tests.conftest import exported
-from training.config import SAMPLE_SETS
 from training.dataset import ImageSet, Sample, load_images, scan
 from training.export import MAX_LOGIT_DIFFERENCE
 from training.metrics import predict_logits

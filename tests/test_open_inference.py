@@ -13,7 +13,7 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 from harness.server import free_ports
-from tests.conftest import REPO, sample_images
+from layout import REPO, sample_photos
 
 KSERVE_PYTHON = REPO / "build" / "kserve-venv" / "bin" / "python"
 START_TIMEOUT_S = 60
@@ -52,7 +52,7 @@ def auth(torchserve) -> dict:
 
 
 def photos(count: int) -> list[tuple[bytes, str]]:
-    return [(path.read_bytes(), label) for path, label in sample_images()[::7][:count]]
+    return [(path.read_bytes(), label) for path, label in sample_photos()[::7][:count]]
 
 
 def image_tensor(images: list[bytes]) -> triton.InferInput:

@@ -8,12 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
+from layout import SAMPLE_SETS, WEIGHTS, sample_photos
 from model.config import PREPROCESS
 from model.decode import decode_image
 from model.hands import HandLandmarker
 from model.preprocess import cnn_input, load_image, normalize_batch, resize_image
-from tests.conftest import sample_images
-from training.config import SAMPLE_SETS, WEIGHTS
 from training.export import load_trained
 
 SIZE = PREPROCESS.image_size
@@ -53,7 +52,7 @@ def test_solid_colour_gives_the_normalised_constants():
 
 
 def test_real_photo_statistics_and_layout():
-    path = sample_images()[0][0]
+    path = sample_photos()[0][0]
     batch = preprocess_images([decode_image(path.read_bytes())])
     assert batch.is_contiguous(memory_format=torch.channels_last)
     assert float(batch.min()) > -2.2 and float(batch.max()) < 2.7  # inside the normalised [0, 1] range
@@ -62,7 +61,7 @@ def test_real_photo_statistics_and_layout():
 
 def test_resize_agrees_with_pillow_antialiased_resize():
     size = PREPROCESS.image_size
-    for path, _ in sample_images()[:6]:
+    for path, _ in sample_photos()[:6]:
         ours = resize_image(decode_image(path.read_bytes())).float()
         with Image.open(path) as image:
             pillow = np.array(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
@@ -73,7 +72,7 @@ def test_resize_agrees_with_pillow_antialiased_resize():
 def test_training_cache_form_feeds_the_same_tensor_as_serving():
     landmarker = HandLandmarker()
     boxes = 0
-    for path in HANDS[:3] + [p for p, _ in sample_images()[:3]]:
+    for path in HANDS[:3] + [p for p, _ in sample_photos()[:3]]:
         data = path.read_bytes()
         image = decode_image(data)
         hand = landmarker(image)
@@ -87,7 +86,7 @@ def test_training_cache_form_feeds_the_same_tensor_as_serving():
 
 def test_resize_is_kornia_float_resize_below_a_factor_of_two():
     # 224 -> 160: Kornia's Gaussian (sigma 0.2) leaves bilinear's taps as they were; only rounding may differ
-    for path, _ in sample_images():
+    for path, _ in sample_photos():
         assert float(grey_level_differences(decode_image(path.read_bytes())).max()) <= 1
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from harness.poll import poll
 from harness.server import free_ports
-from tests.conftest import REPO, sample_images
+from layout import REPO, sample_photos
 
 AUTH_PROXY = REPO / "deploy" / "k8s" / "auth-proxy.yaml"
 TOKEN = "0123456789abcdef" * 4  # as long as docs/deploy.md's `openssl rand -hex 32`
@@ -61,7 +61,7 @@ def proxy(torchserve, tmp_path_factory):
 
 
 def test_top_k_header_survives_the_proxy(proxy):
-    image = sample_images()[0][0].read_bytes()
+    image = sample_photos()[0][0].read_bytes()
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/octet-stream", "top_k": "2"}
     answer = requests.post(proxy + "/predictions/asl", data=image, headers=headers, timeout=60)
     assert answer.status_code == 200, answer.text

@@ -12,20 +12,11 @@ import requests
 from client.rest import RestClient
 from handler.asl_handler import EVALUATION, METADATA
 from hardening.images import encode
-from harness.archives import CORE_FILES, MODEL_STORE, model_config
+from harness.archives import model_config
 from harness.server import private_torchserve
+from layout import MODEL_STORE, REPO, sample_photos
 from model.classes import CLASS_NAMES
-from tests.conftest import (
-    ARCHIVES,
-    MARKED,
-    REPO,
-    ROBOFLOW,
-    VERSIONS,
-    room_without_the_hand,
-    sample_images,
-    samples,
-    shared_path,
-)
+from tests.conftest import ARCHIVES, MARKED, ROBOFLOW, VERSIONS, room_without_the_hand, samples, shared_path
 from training.arms_length import to_pil
 
 
@@ -60,13 +51,13 @@ def test_official_test_images_are_all_right(torchserve, version):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_committed_samples_are_recognised(torchserve, version):
     """Held-out photos of other signers than the Kaggle set, committed with the repo."""
-    samples = sample_images()
+    samples = sample_photos()
     right = sum(post(torchserve.server, p.read_bytes(), version).json()["label"] == label for p, label in samples)
     assert right / len(samples) >= 0.9
 
 
 def test_three_input_forms_agree(torchserve):
-    path, label = sample_images()[4]
+    path, label = sample_photos()[4]
     data = path.read_bytes()
     server = torchserve.server
     raw = post(server, data).json()
@@ -79,7 +70,7 @@ def test_three_input_forms_agree(torchserve):
 
 
 def test_top_k_from_header_form_field_and_json(torchserve):
-    data = sample_images()[0][0].read_bytes()
+    data = sample_photos()[0][0].read_bytes()
     server = torchserve.server
     assert len(post(server, data, headers={"top_k": "3"}).json()["top_k"]) == 3
     assert len(post(server, files={"data": data, "top_k": (None, "1")}).json()["top_k"]) == 1
@@ -89,7 +80,7 @@ def test_top_k_from_header_form_field_and_json(torchserve):
 
 @pytest.mark.parametrize("bad", ["0", "30", "abc", "-1"])
 def test_bad_top_k_is_a_400(torchserve, bad):
-    response = post(torchserve.server, sample_images()[0][0].read_bytes(), headers={"top_k": bad})
+    response = post(torchserve.server, sample_photos()[0][0].read_bytes(), headers={"top_k": bad})
     assert response.status_code == 400
     assert response.json()["type"] == "BadRequest" and "top_k" in response.json()["message"]
 
@@ -113,7 +104,7 @@ def test_bad_sentget_json_errors(torchserve, kwargs, status, kind):
 @pytest.mark.parametrize("version", [None, *VERSIONS])
 def test_every_answer_names_its_version(torchserve, version):
     served = version or RestClient(torchserve.server).default_version()
-    good = post(torchserve.server, sample_images()[0][0].read_bytes(), version)
+    good = post(torchserve.server, sample_photos()[0][0].read_bytes(), version)
     bad = post(torchserve.server, b"not an image", version)
     assert (good.status_code, bad.status_code) == (200, 415)
     for response in (good, bad):
@@ -131,15 +122,19 @@ def test_shipped_workers_are_one_int8_per_core_and_one_of_each_other_version(res
 
 
 def test_archives_carry_the_same_core_and_nothing_else():
+    """All of model/ (it holds what serving needs and nothing of training), byte for byte."""
+    core = [p.relative_to(REPO).as_posix() for p in sorted((REPO / "model").rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts]
+    assert "model/hands.py" in core and not any("network" in name or "asl_lite0" in name for name in core)
     for name in ARCHIVES:
-        with zipfile.ZipFile(REPO / "model_store" / name) as archive:
+        with zipfile.ZipFile(MODEL_STORE / name) as archive:
             names = set(archive.namelist())
-            for member in CORE_FILES:
-                assert archive.read(f"model/{member}") == (REPO / "model" / member).read_bytes()
+            for member in core:
+                assert archive.read(member) == (REPO / member).read_bytes()
             manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
             metadata = json.loads(archive.read(METADATA))
         assert manifest["model"]["modelName"] == "asl"
-        expected = {f"model/{m}" for m in CORE_FILES} | {
+        expected = set(core) | {
             "MAR-INF/MANIFEST.json", "asl_handler.py", "index_to_name.json", "model-config.yaml", METADATA,
             manifest["model"]["serializedFile"],
         }
@@ -173,7 +168,7 @@ def test_one_bad_image_fails_alone_in_its_batch(batching_server):
     assert (description["maxBatchDelay"], len(description["workers"])) == (3000, 1)
     pids_before = [w["pid"] for w in description["workers"]]
     before = batch_sizes(server)
-    good = sample_images()[::8][:6]
+    good = sample_photos()[::8][:6]
     corrupt = good[0][0].read_bytes()[:2000]  # a truncated JPEG
     bad_hint = {"roi": '{"x": 7, "y": 0.5, "size": 0.2, "angle": 0}'}  # a tracking hint outside the image
     sent = [(p.read_bytes(), {}) for p, _ in good] + [(corrupt, {}), (good[1][0].read_bytes(), bad_hint)]
@@ -192,7 +187,7 @@ def test_a_describe_header_is_answered_alone_and_fails_no_one_else(batching_serv
     metadata, the seven batched with it their predictions."""
     server = batching_server.server
     before = batch_sizes(server)
-    good = sample_images()[::8][:7]
+    good = sample_photos()[::8][:7]
     sent = [(good[0][0].read_bytes(), {"describe": "True"})] + [(p.read_bytes(), {}) for p, _ in good]
     for _ in range(10):
         with ThreadPoolExecutor(len(sent)) as pool:
@@ -262,7 +257,7 @@ def kserve_v1(server, instances, path: str = "/v1/models/asl:predict") -> reques
 @pytest.mark.parametrize("path", ["/v1/models/asl:predict", "/predictions/asl"])
 def test_kserve_v1_answers_every_instance_with_an_object(torchserve, path):
     server = torchserve.server
-    photos = sample_images()[::9][:3]
+    photos = sample_photos()[::9][:3]
     alone = [post(server, p.read_bytes()).json() for p, _ in photos]
     response = kserve_v1(server, [{"data": base64.b64encode(p.read_bytes()).decode()} for p, _ in photos], path)
     assert response.status_code == 200, response.text
@@ -293,7 +288,7 @@ def test_a_bad_kserve_v1_instance_fails_its_request_alone_in_its_batch(batching_
     """A v1 request whose second instance is a truncated JPEG gets that instance's 422; the requests and the
     v1 request batched with it are answered."""
     server = batching_server.server
-    good = sample_images()[::8][:6]
+    good = sample_photos()[::8][:6]
     encoded = [base64.b64encode(p.read_bytes()).decode() for p, _ in good]
     corrupt = base64.b64encode(good[0][0].read_bytes()[:2000]).decode()
     sent = [[{"data": encoded[0]}, {"data": corrupt}], [{"data": data} for data in encoded[:3]]]

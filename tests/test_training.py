@@ -8,12 +8,13 @@ from pathlib import Path
 
 import torch
 
-from model.network import build_network
+from layout import SAMPLES, WEIGHTS
 from tests.conftest import SHARED
-from training.config import SAMPLES, WEIGHTS, ExportConfig, TrainConfig
+from training.config import ExportConfig, TrainConfig
 from training.dataset import load_images, scan
 from training.export import export, load_trained
 from training.metrics import predict_logits
+from training.network import build_network
 
 # massey's cut-out hands and asl2text's `nothing` rooms exercise the background pasting too
 TINY_DATA = [SHARED / "asl2text" / "train", SHARED / "massey" / "train"] if SHARED.exists() else [SAMPLES]

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from model.classes import CLASS_NAMES, NOTHING
 from model.decode import ImageError, decode_image
 from model.preprocess import cnn_input
-from training.config import TEST_SETS, TrainConfig
+from training.config import TrainConfig, test_sets
 from training.dataset import ImageSet, Sample, scan, split_by_blocks
 from training.landmarks import HandSet
 
@@ -129,7 +129,7 @@ def main() -> None:
     rooms = [s.path for s in validation if s.label == NOTHING]
     if not rooms:
         raise SystemExit("the validation blocks hold no `nothing` photos to use as rooms")
-    sets = {arms_length_dir(d.parent.name, d.name, args.out_dir): scan([d]) for d in TEST_SETS}
+    sets = {arms_length_dir(d.parent.name, d.name, args.out_dir): scan([d]) for d in test_sets()}
     for source in sorted({s.source for s in validation}):
         sets[arms_length_dir(source, "validation", args.out_dir)] = [
             s for s in validation if s.source == source and s.label != NOTHING

@@ -11,16 +11,16 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import onnxruntime
 import torch
 
+from layout import EXPORT_FILES, WEIGHTS, git_commit
 from model.preprocess import normalize_batch
 from model.runtime import load_model
-from training.config import EXPORT_FILES, WEIGHTS, TrainConfig
+from training.config import ExportConfig, TrainConfig
 from training.export import export_data, load_trained
 
 REPORT = Path("reports/model_comparison.md")
@@ -60,7 +60,7 @@ def compare(data: tuple[Path, ...], export_dir: Path) -> str:
 
 
 def render(header: list[str], rows: list[list[str]]) -> str:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_commit(short=True) or "unknown"
     lines = [
         "# Model comparison",
         "",
@@ -83,7 +83,7 @@ def render(header: list[str], rows: list[list[str]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, action="append", help="training trees (repeatable)")
-    parser.add_argument("--export-dir", type=Path, default=Path("build/export"))
+    parser.add_argument("--export-dir", type=Path, default=ExportConfig().out_dir)
     args = parser.parse_args()
     report = compare(tuple(args.data) if args.data else TrainConfig().data, args.export_dir)
     REPORT.parent.mkdir(parents=True, exist_ok=True)

@@ -3,16 +3,17 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "asl"
-DEFAULT_SOURCES = tuple(sorted(SHARED_DATA.glob("*/train")))  # every source's training split
-TEST_SETS = tuple(sorted(SHARED_DATA.glob("*/test")))  # people each source's train/ never shows: report only
-REPO = Path(__file__).resolve().parent.parent
-WEIGHTS = REPO / "model" / "weights" / "asl_lite0.pt"
-SAMPLES = REPO / "samples" / "asl2text"  # committed real photos (Apache-2.0), see samples/README.md
-SAMPLE_SETS = (SAMPLES, REPO / "samples" / "roboflow")  # what `make evaluate` reads on a clone without the data
-# Every exported variant's file in the export folder (training.export writes them all)
-EXPORT_FILES = {"fp32": "asl_fp32.pt", "int8": "asl_int8.pt", "onnx-fp32": "asl_fp32.onnx",
-                "onnx-int8": "asl_int8.onnx"}
+from layout import EXPORT_DIR, SHARED_DATA, WEIGHTS
+
+
+def default_sources() -> tuple[Path, ...]:
+    """Every source's training split in the shared data (none on a clone without it)."""
+    return tuple(sorted(SHARED_DATA.glob("*/train")))
+
+
+def test_sets() -> tuple[Path, ...]:
+    """People each source's train/ never shows: report them, never train or tune on them."""
+    return tuple(sorted(SHARED_DATA.glob("*/test")))
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: tuple[Path, ...] = DEFAULT_SOURCES
+    data: tuple[Path, ...] = field(default_factory=default_sources)
     out_dir: Path = Path("runs/latest")
     figures_dir: Path = Path("reports/figures")
     cache_dir: Path = Path(".cache/images")
@@ -84,6 +85,6 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    out_dir: Path = Path("build/export")
+    out_dir: Path = EXPORT_DIR
     calibration_images: int = 1024
     min_int8_agreement: float = 0.99  # refuse an int8 model that disagrees with fp32 more often

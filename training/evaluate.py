@@ -13,7 +13,6 @@ splits are for reporting only: model selection uses the validation blocks.
 
 import argparse
 import json
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,12 +21,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from layout import EXPORT_FILES, SAMPLE_SETS, WEIGHTS, git_commit
 from model.classes import CLASS_NAMES, NOTHING
 from model.hand_shape import HAND_SHAPE_WEIGHTS, HandShapeNet, fuse_where_found, load_hand_shape
 from model.runtime import load_model
 from training import figures
 from training.arms_length import SUFFIX, arms_length_dir
-from training.config import EXPORT_FILES, SAMPLE_SETS, TEST_SETS, WEIGHTS, TrainConfig
+from training.config import ExportConfig, TrainConfig, test_sets
 from training.dataset import Sample, scan, split_by_blocks
 from training.export import load_trained
 from training.hand_shape import score_set
@@ -75,7 +75,7 @@ def default_sets(config: TrainConfig) -> dict[str, list[Sample]]:
     roots = [d for d in config.data if d.is_dir()]
     if not roots:
         return named_sets(list(SAMPLE_SETS))
-    split_sets = {(d.parent.name, d.name): scan([d]) for d in TEST_SETS if d.is_dir()}
+    split_sets = {(d.parent.name, d.name): scan([d]) for d in test_sets() if d.is_dir()}
     _, validation = split_by_blocks(scan(roots), config.split, config.seed)
     for source in sorted({s.source for s in validation}):
         split_sets[source, "validation"] = [s for s in validation if s.source == source]
@@ -173,7 +173,7 @@ def render(results: dict[str, dict[str, SetResult]], command: str, figures: str)
     variants = list(results)
     first = results[variants[0]]
     delta = {"int8", "fp32"} <= set(variants)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = git_commit(short=True) or "unknown"
     lines = [
         "# Evaluation",
         "",
@@ -245,7 +245,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, action="append", help="folder-per-class tree, one set each")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="in-process models")
-    parser.add_argument("--export-dir", type=Path, default=Path("build/export"), help="the exported files")
+    parser.add_argument("--export-dir", type=Path, default=ExportConfig().out_dir, help="the exported files")
     parser.add_argument("--weights", type=Path, default=WEIGHTS, help="state dict for the eager variant")
     parser.add_argument("--hand-shape", type=Path, default=HAND_SHAPE_WEIGHTS,
                         help="the landmark classifier and fusion weight (training.hand_shape)")

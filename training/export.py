@@ -23,13 +23,14 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from torch.ao.quantization import get_default_qconfig_mapping
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
+from layout import EXPORT_FILES, REPO, SAMPLES, SHARED_DATA
 from model.config import PREPROCESS
-from model.network import ASLNet, build_network
 from model.preprocess import normalize_batch
 from model.runtime import INT8_TENSORS_DEPRECATED, TORCHSCRIPT_DEPRECATED, load_model
-from training.config import EXPORT_FILES, REPO, SAMPLES, SHARED_DATA, ExportConfig, TrainConfig
+from training.config import ExportConfig, TrainConfig
 from training.dataset import ImageSet, load_images, scan, split_by_blocks
 from training.metrics import accuracy_by_source, predict_logits
+from training.network import ASLNet, build_network
 from training.sampling import balanced_weights
 
 BACKEND = "x86"

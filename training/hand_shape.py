@@ -20,9 +20,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from layout import WEIGHTS
 from model.hand_shape import HAND_SHAPE_WEIGHTS, HandShapeNet, fuse_where_found, hand_features, save_hand_shape
 from training import arms_length
-from training.config import WEIGHTS, TrainConfig
+from training.config import TrainConfig
 from training.dataset import Sample, load_images, scan, split_by_blocks
 from training.export import load_trained
 from training.landmarks import HandSet, find_hands

@@ -19,7 +19,6 @@ from tqdm import tqdm
 from model.classes import CLASS_NAMES, NOTHING
 from model.config import NETWORK, PREPROCESS
 from model.decode import decode_image
-from model.network import ASLNet, build_network, count_parameters
 from model.preprocess import normalize, to_unit_range
 from training import arms_length, figures
 from training.augment import BackgroundPaste, build_augmentation, is_cutout
@@ -27,6 +26,7 @@ from training.config import TrainConfig
 from training.dataset import ImageSet, Sample, load_images, scan, split_by_blocks
 from training.landmarks import HandSet, find_hands
 from training.metrics import accuracy_by_source, confusion_matrix, predict_logits
+from training.network import ASLNet, build_network, count_parameters
 from training.sampling import balanced_weights, draw_epoch
 
 

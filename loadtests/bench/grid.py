@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 
 import loadtests.bench
-from harness.archives import VARIANTS, shipped_archive, shipped_settings
-from harness.server import shipped_environment
+from handler import ts_config
+from handler.archive import VARIANTS, shipped_archive, shipped_settings
+from layout import REPO, REPORTS, allocator_env
 from loadtests.images import DEFAULT_IMAGES
 from model.config import MODEL_NAME
-from training.config import REPO
 
 CORES = os.cpu_count() or 1
 REST, GRPC = "REST", "gRPC"
@@ -89,20 +89,13 @@ class Served:
                 "maxBatchDelay": self.max_batch_delay, "handler": {"threads": self.threads}}
 
 
-def properties(path: Path) -> dict[str, str]:
-    """A .properties file's keys and values, continuation lines joined."""
-    text = path.read_text().replace("\\\n", "")
-    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.lstrip().startswith("#"))
-    return {key.strip(): value.strip() for key, value in pairs}
-
-
 @cache
 def shipped_config() -> Served:
     """What `make serve` starts for the default version of config.properties: handler/model-config.yaml's
     batching and threads, and the workers TorchServe gives that version (the archive's minWorkers, else the
     version's in config.properties' models=, else default_workers_per_model, where 0 means one per core)."""
     config = shipped_settings()
-    server = properties(REPO / "config.properties")
+    server = ts_config.read()
     spec = next(spec for spec in json.loads(server["models"])[MODEL_NAME].values() if spec.get("defaultVersion"))
     variant = next(variant for variant in VARIANTS if shipped_archive(variant).name == spec["marName"])
     workers = config.get("minWorkers") or spec.get("minWorkers") or int(server.get("default_workers_per_model", 0))
@@ -118,7 +111,7 @@ def other_allocator() -> tuple[str, dict[str, str]]:
 
 def allocators() -> dict[str, dict[str, str]]:
     """The server environments by name: as shipped, and the other."""
-    return dict([(SHIPPED, shipped_environment()), other_allocator()])
+    return dict([(SHIPPED, allocator_env()), other_allocator()])
 
 
 def served_configs(grid: Grid) -> list[Served]:
@@ -132,7 +125,7 @@ def served_configs(grid: Grid) -> list[Served]:
     if shipped not in ours:
         ours.append(shipped)
     baseline = [Served("baseline", shipped.variant, 1, 1, w, t) for w, t in grid.baseline]
-    compared = grid.tuned_malloc and bool(shipped_environment())
+    compared = grid.tuned_malloc and bool(allocator_env())
     again = [dataclasses.replace(s, allocator=other_allocator()[0]) for s in (shipped, *baseline)] * compared
     return ours + baseline + again
 
@@ -182,7 +175,7 @@ def parse_grid(argv: list[str] | None) -> tuple[argparse.Namespace, Grid]:
                         "build/bench/quick/ with --quick so a smoke run never replaces the committed report)")
     args = parser.parse_args(argv)
     args.images = args.images.resolve()
-    args.out = args.out or (REPO / "build" / "bench" / "quick" if args.quick else REPO / "reports")
+    args.out = args.out or (REPO / "build" / "bench" / "quick" if args.quick else REPORTS)
     grid = QUICK if args.quick else FULL
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Grid) if getattr(args, f.name) is not None}
     return args, dataclasses.replace(grid, **given)

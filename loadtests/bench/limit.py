@@ -13,7 +13,8 @@ from functools import cache
 from pathlib import Path
 from threading import Barrier
 
-from harness.archives import load_model, shipped_archive
+from handler.archive import shipped_archive
+from harness.archives import load_model
 from loadtests.bench.grid import Grid
 from loadtests.bench.results import Limit
 from loadtests.bench.together import processes

@@ -5,7 +5,6 @@ import contextlib
 import dataclasses
 import os
 import platform
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,11 +15,10 @@ import psutil
 import torch
 import ts
 
-from harness.server import shipped_environment
+from layout import REPO, allocator_env, git_commit, git_dirty
 from loadtests.bench.grid import CORES, GRPC, REST, SHIPPED, Grid, other_allocator, shipped_config
 from loadtests.bench.results import Limit, Measurement
 from loadtests.images import image_paths
-from training.config import REPO
 
 CPU_PARTS = ("client", "frontend", "workers")  # the keys of Share.cpu_s
 
@@ -33,14 +31,11 @@ def machine() -> dict[str, str]:
         names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                  if line.startswith("model name")]
         cpu = names[0] if names else cpu
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True,
-                           env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"}).stdout.strip()
     return {
         "CPU": f"{cpu}, {CORES} logical cores, {psutil.virtual_memory().total / 2**30:.0f} GiB memory",
         "software": f"Python {platform.python_version()}, torch {torch.__version__}, TorchServe {ts.__version__}, "
                     f"Locust {version('locust')}",  # not imported: it monkey-patches its importer
-        "commit": (commit.stdout.strip() or "unknown") + (" with uncommitted changes" if dirty else ""),
+        "commit": (git_commit(short=True) or "unknown") + (" with uncommitted changes" if git_dirty() else ""),
         "load": "load average {:.2f} / {:.2f} / {:.2f} (1/5/15 min)".format(*os.getloadavg()),
         "busy": busy_processes(),
     }
@@ -199,7 +194,7 @@ def allocator_section(measurements: list[Measurement]) -> list[str]:
 def report(command: str, grid: Grid, images: Path, limits: list[Limit], measurements: list[Measurement],
            before: dict[str, str], after: dict[str, str], minutes: float) -> str:
     shown = images.relative_to(REPO) if images.is_relative_to(REPO) else images
-    shipped_env = ", ".join(f"`{k}={v}`" for k, v in shipped_environment().items()) or "no allocator variables"
+    shipped_env = ", ".join(f"`{k}={v}`" for k, v in allocator_env().items()) or "no allocator variables"
     lines = [
         "# Benchmarks",
         "",

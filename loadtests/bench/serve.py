@@ -9,7 +9,8 @@ import yaml
 
 from client.rest import RestClient
 from client.settings import ClientError
-from harness.archives import CONFIG, derive, manifest, model_config, package, read_member, shipped_archive, write_labels
+from handler.archive import CONFIG, package, shipped_archive, write_labels
+from harness.archives import derive, manifest, model_config, read_member
 from harness.server import PrivateTorchServe, private_torchserve
 from harness.traffic import wait_drained
 from loadtests.bench.grid import Grid, Served, allocators, loads, served_configs, shipped_config
