@@ -59,7 +59,7 @@ URL ?=
 VERSION ?=
 evaluate: $(EXPORTS) ## accuracy per set and class, every variant: reports/evaluation.md (URL=, VERSION=, DATA=: README)
 	$(if $(and $(wildcard $(SHARED)),$(filter-out command line,$(origin DATA))),$(PY) -m training.arms_length)
-	$(PY) -m training.evaluate $(if $(URL),--url $(URL) $(addprefix --version ,$(VERSION)) --report reports/evaluation-served.md) \
+	$(PY) -m $(if $(URL),harness.served_evaluation --url $(URL) $(addprefix --version ,$(VERSION)),training.evaluate) \
 	  $(if $(filter command line,$(origin DATA)),$(addprefix --data ,$(DATA)) --report reports/evaluation-data.md)
 
 compare: $(EXPORTS) ## reports/model_comparison.md: every variant's file size and forward latency
@@ -95,7 +95,7 @@ protos: $(STAMP) ## gRPC stubs in client/proto/ from the protos inside the insta
 	$(PY) -m client.protos
 
 rollout-demo: java-check $(MARS) ## roll a fresh version out and back under load: reports/rollout.md
-	$(PY) -m loadtests.rollout
+	$(PY) -m drills.rollout
 
 # KServe's Python model server has its own venv: its pins clash with the project's protobuf and numpy.
 KSERVE_VENV := build/kserve-venv
@@ -138,13 +138,13 @@ profile: $(MARS) ## time per handler stage, and an explanation's cost: reports/p
 	$(PY) -m loadtests.explain_cost
 
 soak: java-check $(MARS) ## 10-minute Locust soak, 8 users, on a private server: reports/soak.md
-	$(PY) -m hardening.soak --duration 10m --users 8
+	$(PY) -m drills.soak --duration 10m --users 8
 
 bad-inputs: java-check $(MARS) ## the bad-input corpus against a private server: reports/bad_inputs.md
-	$(PY) -m hardening.bad_inputs
+	$(PY) -m drills.bad_inputs
 
 faults: java-check $(MARS) ## kill -9 and freeze workers under load, time the recovery: reports/faults.md
-	$(PY) -m hardening.faults
+	$(PY) -m drills.faults
 
 base-image: ## Debian 12 + Python 3.11 base from apt's mirror, where no registry answers (root, debootstrap)
 	deploy/container/engine.sh base-image

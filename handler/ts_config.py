@@ -4,7 +4,9 @@ The one reader of the format for the whole repository: private servers, benchmar
 here rather than matching lines of their own.
 """
 
+import json
 import re
+from importlib.metadata import version
 from pathlib import Path
 
 from layout import CONFIG_PROPERTIES
@@ -33,3 +35,14 @@ def render(text: str, changes: dict[str, str]) -> str:
         else:
             text += f"\n{key}={value}\n"
     return text
+
+
+def default_version(model: str, path: Path = CONFIG_PROPERTIES) -> str:
+    """The version `models=` marks as the model's default."""
+    versions = json.loads(read(path)["models"])[model]
+    return next(name for name, spec in versions.items() if spec.get("defaultVersion"))
+
+
+def torchserve() -> str:
+    """"TorchServe X.Y.Z", the installed release, for reports to name rather than write down."""
+    return f"TorchServe {version('torchserve')}"

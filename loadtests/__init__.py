@@ -1,1 +1,2 @@
-"""Load tests (Locust), the side-by-side benchmark and the stage profile of the served classifier."""
+"""What measures speed: Locust load tests, the side-by-side benchmark, the stage profile, the explanation's
+cost, the baseline handler and the spelling benchmark. Built on the harness; never imports the drills."""

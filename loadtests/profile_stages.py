@@ -24,8 +24,8 @@ from PIL import Image
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from handler.archive import VARIANTS, shipped_archive, shipped_settings
-from hardening.images import encode
 from harness.archives import labels, load_model
+from harness.images import encode
 from layout import REPO, REPORTS
 from loadtests.baseline_handler import BaselineHandler
 from loadtests.images import DEFAULT_IMAGES, image_paths

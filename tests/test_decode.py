@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hardening.images import decompression_bomb, encode, photo, rotated_jpeg, sixteen_bit_png
+from harness.images import decompression_bomb, encode, photo, rotated_jpeg, sixteen_bit_png
 from layout import sample_photos
 from model.decode import DCT_MIN_SIDE, CorruptImage, EmptyImage, ImageTooLarge, NotAnImage, decode_image
 from model.preprocess import resize_image

@@ -17,8 +17,8 @@ from PIL import Image
 from rapidfuzz.distance import Levenshtein
 
 from client.settings import Server
-from hardening.images import encode
 from harness.browser import CHROMIUM, launch, running_demo, write_y4m
+from harness.images import encode
 from harness.server import free_ports
 from layout import SAMPLES
 from loadtests.spelling import with_gaps

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from handler.archive import VARIANTS
+from harness.served_evaluation import served
 from layout import EXPORT_DIR, REPO, SAMPLE_SETS
 from model.hand_shape import load_hand_shape
 from tests.conftest import exported
-from training.evaluate import evaluate, in_process, named_sets, served
+from training.evaluate import evaluate, in_process, named_sets
 
 
 @pytest.fixture(scope="module")

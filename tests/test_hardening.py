@@ -1,6 +1,6 @@
 """Bad inputs, limits and secure defaults, against a real TorchServe of this module's own.
 
-The corpus (hardening/corpus.py) is sent four times; a private server keeps the session's server out
+The corpus (drills/corpus.py) is sent four times; a private server keeps the session's server out
 of it. Refusing http(s):// registrations and a missing or wrong management token is tested in
 test_management.py.
 """
@@ -19,11 +19,11 @@ import requests
 
 from client.rest import RestClient
 from client.settings import ClientError
-from hardening.bad_inputs import run_corpus
-from hardening.corpus import NO_JSON, table
-from hardening.images import encode, photo
-from hardening.processes import FIXED_HEAP, MAX_GROWTH, ONE_WORKER, frontend, worker_pids
-from hardening.soak import Sample, Soak
+from drills.bad_inputs import run_corpus
+from drills.corpus import NO_JSON, table
+from drills.processes import FIXED_HEAP, MAX_GROWTH, ONE_WORKER, frontend, worker_pids
+from drills.soak import Sample, Soak
+from harness.images import encode, photo
 from harness.server import private_torchserve
 from layout import REPO, allocator_env, sample_photos
 from tests.conftest import VERSIONS
@@ -39,7 +39,7 @@ FRONTEND_ANSWERS = {
 def private_server(model_store):
     """TorchServe from the repo's config.properties, every version with one worker, used by this module alone;
     its JVM runs a fixed heap, committed at start, so that resident memory shows native growth
-    (hardening/processes.py)."""
+    (drills/processes.py)."""
     with private_torchserve(model_store, settings=ONE_WORKER, properties=FIXED_HEAP) as server:
         yield server
 

@@ -20,13 +20,13 @@ from client.grpc_client import GrpcClient
 from client.proto import management_pb2, management_pb2_grpc
 from client.rest import RestClient
 from client.settings import ClientError, Server
+from drills.rollout import roll_out
 from handler.archive import VARIANTS, build, shipped_archive
 from handler.asl_handler import EVALUATION
 from harness.poll import poll
 from harness.server import free_ports, private_torchserve
 from harness.traffic import Traffic, wait_drained
 from layout import EXPORT_DIR, REPO, sample_photos
-from loadtests.rollout import roll_out
 from model.classes import CLASS_NAMES
 from model.config import PREPROCESS
 from tests.conftest import VERSIONS

@@ -11,8 +11,8 @@ import requests
 
 from client.rest import RestClient
 from handler.asl_handler import EVALUATION, METADATA
-from hardening.images import encode
 from harness.archives import model_config
+from harness.images import encode
 from harness.server import private_torchserve
 from layout import MODEL_STORE, REPO, sample_photos
 from model.classes import CLASS_NAMES

@@ -2,7 +2,9 @@
 
     python -m training.evaluate                      # every test/ split under ../shared + validation blocks
     python -m training.evaluate --data DIR [--data DIR ...] [--variants int8 fp32 eager onnx-int8 onnx-fp32]
-    python -m training.evaluate --url http://127.0.0.1:8080 [--version 1.0-int8 --version 1.0-fp32]
+
+The same loop evaluates a served model (`python -m harness.served_evaluation --url ...`, tooling: training
+knows nothing of the server).
 
 Prints per-set and per-class accuracy, writes reports/evaluation.md (and .json: variant -> set ->
 images, accuracy, and for the hand-aware pipeline the hand-found rate and the CNN and the landmark
@@ -19,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from layout import EXPORT_FILES, SAMPLE_SETS, WEIGHTS, git_commit
 from model.classes import CLASS_NAMES, NOTHING
@@ -98,31 +99,6 @@ def in_process(model: Callable, cache_dir: Path | None, hand_shape: tuple[HandSh
         landmarks = torch.where(scored.found, scored.shape.argmax(1), NOTHING)
         return Answers(scored.labels, fuse_where_found(scored.cnn, scored.shape, scored.found, weight).argmax(1),
                        scored.found, scored.cnn.argmax(1), landmarks)
-
-    return predict
-
-
-def served(url: str, version: str | None, key_file: Path) -> Predictor:
-    """Each file's bytes through TorchServe's REST API, one request per image."""
-    from client.rest import RestClient
-    from client.settings import ImageRejected, Server
-
-    client = RestClient(Server(inference_url=url, key_file=key_file))
-
-    def answer(path: Path) -> tuple[int, bool]:
-        """The served label and whether a hand was found; a refused image counts as wrong, any other
-        failure (server down, bad token, unknown version) stops the run instead of reporting 0%."""
-        try:
-            answered = client.predict(path, version)
-        except ImageRejected as error:
-            print(f"{path}: {error}")
-            return NO_ANSWER, False
-        return CLASS_NAMES.index(answered["label"]), answered.get("hand") is not None
-
-    def predict(samples: list[Sample]) -> Answers:
-        labels = torch.tensor([s.label for s in samples], dtype=torch.long)
-        answers = [answer(s.path) for s in tqdm(samples, desc=url, leave=False)]
-        return Answers(labels, torch.tensor([a[0] for a in answers]), torch.tensor([a[1] for a in answers]))
 
     return predict
 
@@ -251,29 +227,27 @@ def main() -> None:
                         help="the landmark classifier and fusion weight (training.hand_shape)")
     parser.add_argument("--whole-frame", action="store_true", help="in process: the CNN reads whole frames, never "
                         "the hand's square (the comparison that chose the square)")
-    parser.add_argument("--url", help="evaluate through a served model at this inference URL instead")
-    parser.add_argument("--version", action="append", help="with --url: a model version (repeatable; default: the "
-                        "server's default version)")
-    parser.add_argument("--key-file", type=Path, default=Path("key_file.json"), help="with --url: TorchServe's keys")
     parser.add_argument("--report", type=Path, default=REPORT)
     args = parser.parse_args()
     config = TrainConfig()
-    sets = named_sets(args.data) if args.data else default_sets(config)
+    hand_shape = load_hand_shape(args.hand_shape)
+    predictors = {v: in_process(load_variant(v, args.export_dir, args.weights), config.cache_dir, hand_shape,
+                                args.whole_frame) for v in args.variants}
+    run(predictors, args.data, "python -m training.evaluate " + " ".join(sys.argv[1:]), args.report)
+
+
+def run(predictors: dict[str, Predictor], data: list[Path] | None, command: str, report: Path) -> None:
+    """Every predictor on every set (`data`, or the default sets), printed and written to `report`."""
+    sets = named_sets(data) if data else default_sets(TrainConfig())
     if not sets:
         raise SystemExit("no sets to evaluate: pass --data DIR or place the data at ../shared/data/asl")
-    if args.url:
-        predictors = {f"served {v or 'default'}": served(args.url, v, args.key_file) for v in args.version or [None]}
-    else:
-        hand_shape = load_hand_shape(args.hand_shape)
-        predictors = {v: in_process(load_variant(v, args.export_dir, args.weights), config.cache_dir, hand_shape,
-                                    args.whole_frame) for v in args.variants}
     results = {}
     for name, predict in predictors.items():
         results[name] = evaluate(predict, sets)
         for set_name, result in results[name].items():
             print(f"{name:>14}  {set_name:<24} {result.accuracy:7.2%}  ({result.images} images)")
-    write_outputs(results, "python -m training.evaluate " + " ".join(sys.argv[1:]), args.report)
-    print(f"wrote {args.report}")
+    write_outputs(results, command, report)
+    print(f"wrote {report}")
 
 
 if __name__ == "__main__":

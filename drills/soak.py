@@ -1,6 +1,6 @@
 """Soak: Locust against a private TorchServe for a long run, watching failures, restarts and memory.
 
-    python -m hardening.soak [--duration 10m] [--users 8] [--warm-up 60] [--report reports/soak.md]
+    python -m drills.soak [--duration 10m] [--users 8] [--warm-up 60] [--report reports/soak.md]
 
 It starts its own TorchServe from config.properties (harness.server: free ports, a
 temporary copy of model_store/) and runs the users of loadtests/locustfile.py (half REST, half gRPC)
@@ -9,7 +9,7 @@ frontend and of every worker every `--sample-every` seconds. Locust's CSVs and H
 `--out`; the summary to `--report`. Passing means: no failed request, no worker restarted, and no
 process's memory grown by 10% or more from the first sample after `--warm-up` seconds of load (buffer
 pools and the workers' allocators size themselves to the load first) to the end. The JVM runs a fixed heap,
-committed and touched (FIXED_HEAP, hardening/processes.py), so that its resident memory shows
+committed and touched (FIXED_HEAP, drills/processes.py), so that its resident memory shows
 growth. Exits with status 1 otherwise.
 """
 
@@ -24,10 +24,13 @@ from pathlib import Path
 
 from client.rest import RestClient
 from client.settings import Server
-from hardening.processes import FIXED_HEAP, MAX_GROWTH, growth, resident_mb, worker_pids
+from drills.processes import FIXED_HEAP, HEAP_MB, MAX_GROWTH, growth, resident_mb, worker_pids
+from handler import ts_config
+from harness.reports import publish
 from harness.server import private_torchserve
 from layout import MODEL_STORE, REPORTS
 from loadtests.run import run_locust
+from model.config import MODEL_NAME
 
 
 @dataclass
@@ -119,11 +122,13 @@ def report(result: Soak) -> str:
     lines = [
         "# Soak",
         "",
-        f"`python -m hardening.soak --duration {result.duration} --users {result.users} "
+        f"`python -m drills.soak --duration {result.duration} --users {result.users} "
         f"--warm-up {result.warm_up_s:.0f}`, "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private TorchServe 0.12.0 started from config.properties "
-        f"(every version; the load goes to the default, 1.0-int8; the JVM runs a fixed 384 MB heap, "
-        "committed and touched: hardening/processes.py; the allocator variables are make serve's). "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private {ts_config.torchserve()} "
+        "started from config.properties "
+        f"(every version; the load goes to the default, {ts_config.default_version(MODEL_NAME)}; the JVM runs a fixed "
+        f"{HEAP_MB} MB heap, "
+        "committed and touched: drills/processes.py; the allocator variables are make serve's). "
         "Locust users of loadtests/locustfile.py, half REST and half gRPC, each sending its next photo as soon "
         "as the last is answered.",
         "",
@@ -156,7 +161,7 @@ def report(result: Soak) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hardening.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m drills.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model-store", type=Path, default=MODEL_STORE, help="archives to serve")
     parser.add_argument("--duration", default="10m", help="Locust run time, e.g. 60s or 10m")
@@ -168,11 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with private_torchserve(args.model_store, properties=FIXED_HEAP) as torchserve:
         result = soak(torchserve.server, args.users, args.duration, args.warm_up, args.sample_every, args.out)
-    text = report(result)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(text)
-    print(text + f"\nwritten to {args.report}")
-    return 0 if not result.problems else 1
+    return publish(report(result), args.report, result.problems)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Roll a freshly built version out and back while predictions flow, and count the requests that failed.
 
-    python -m loadtests.rollout [--version 1.1-int8] [--threads 4] [--dwell 3] [--report reports/rollout.md]
+    python -m drills.rollout [--version 1.1-int8] [--threads 4] [--dwell 3] [--report reports/rollout.md]
 
 It starts its own TorchServe (harness.server: free ports, a temporary copy of model_store/), so a
 `make serve` server is never touched. While client threads (half REST, half gRPC) send predictions to
@@ -20,7 +20,9 @@ from pathlib import Path
 
 from client.rest import RestClient
 from client.settings import ClientError, Server
+from handler import ts_config
 from handler.archive import VARIANTS, build
+from harness.reports import publish
 from harness.server import private_torchserve
 from harness.traffic import Traffic, wait_drained
 from layout import EXPORT_DIR, REPORTS
@@ -71,8 +73,8 @@ def report(result: Rollout, batches: Counter) -> str:
         "# Roll-out under load",
         "",
         textwrap.fill(
-            f"`make rollout-demo` (`python -m loadtests.rollout`), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a "
-            "private TorchServe 0.12.0 (own ports, a temporary copy of model_store/). "
+            f"`make rollout-demo` (`python -m drills.rollout`), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a "
+            f"private {ts_config.torchserve()} (own ports, a temporary copy of model_store/). "
             f"{traffic.threads} client threads (half REST, half gRPC) sent predictions for the default "
             f"version of `{MODEL_NAME}` throughout, while a freshly built {result.version} was registered, made "
             f"the default, rolled back to {result.previous}, drained and unregistered.",
@@ -96,7 +98,7 @@ def report(result: Rollout, batches: Counter) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m loadtests.rollout", description=__doc__,
+        prog="python -m drills.rollout", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--export-dir", type=Path, default=EXPORT_DIR, help="exported models")
@@ -117,11 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ClientError, RuntimeError, TimeoutError) as error:  # RuntimeError: TorchServe did not start
         print(f"error: {error}", file=sys.stderr)
         return 1
-    text = report(result, batches)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(text)
-    print(text + f"\nwritten to {args.report}")
-    return 0 if result.traffic.failed == 0 else 1
+    return publish(report(result, batches), args.report, result.traffic.failed)
 
 
 if __name__ == "__main__":

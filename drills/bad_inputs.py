@@ -1,6 +1,6 @@
 """Send the bad-input corpus to a private TorchServe and report how each case was answered.
 
-    python -m hardening.bad_inputs [--warm-up 2] [--rounds 3] [--report reports/bad_inputs.md]
+    python -m drills.bad_inputs [--warm-up 2] [--rounds 3] [--report reports/bad_inputs.md]
 
 It starts its own TorchServe from config.properties (harness.server: free ports, a temporary copy
 of model_store/, one worker per version) and sends real photos, then the whole corpus `--warm-up`
@@ -10,7 +10,7 @@ by less than 10% over the rounds after the warm-up, and a good photo still class
 status 1 otherwise.
 
 How memory is measured: the server's JVM starts with a fixed heap, committed and touched (FIXED_HEAP,
-hardening/processes.py), and the warm-up rounds let Netty's buffers grow to what 8 MiB bodies need and
+drills/processes.py), and the warm-up rounds let Netty's buffers grow to what 8 MiB bodies need and
 the worker's allocator to what a 40-megapixel image needs; that growth stops there (it is reported too).
 A leak is growth that goes on with every further pass.
 """
@@ -23,10 +23,13 @@ from pathlib import Path
 
 from client.rest import RestClient
 from client.settings import Server
-from hardening.corpus import Answer, cases, send, table
-from hardening.processes import FIXED_HEAP, MAX_GROWTH, ONE_WORKER, growth, resident_mb, worker_pids
+from drills.corpus import Answer, cases, send, table
+from drills.processes import FIXED_HEAP, HEAP_MB, MAX_GROWTH, ONE_WORKER, growth, resident_mb, worker_pids
+from handler import ts_config
+from harness.reports import publish
 from harness.server import private_torchserve
 from layout import MODEL_STORE, REPO, REPORTS, sample_photos
+from model.config import MODEL_NAME
 
 WARM_UP_EVERY = 4  # every 4th committed photo is sent before the corpus
 
@@ -89,10 +92,12 @@ def report(run: CorpusRun) -> str:
     lines = [
         "# Bad inputs",
         "",
-        f"`python -m hardening.bad_inputs --warm-up {run.warm_up} --rounds {measured}`, "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private TorchServe 0.12.0 started from config.properties "
-        "(every version, one worker each; requests go to the default, 1.0-int8; the JVM runs a fixed 384 MB heap, "
-        "committed and touched, so that resident memory shows native growth: hardening/processes.py; the "
+        f"`python -m drills.bad_inputs --warm-up {run.warm_up} --rounds {measured}`, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private {ts_config.torchserve()} "
+        "started from config.properties "
+        f"(every version, one worker each; requests go to the default, {ts_config.default_version(MODEL_NAME)}; "
+        f"the JVM runs a fixed {HEAP_MB} MB heap, "
+        "committed and touched, so that resident memory shows native growth: drills/processes.py; the "
         "allocator variables are make serve's). "
         f"{len(run.answers)} cases ({invalid} invalid, {len(run.answers) - invalid} odd but valid), made in memory "
         f"from `{run.photo.relative_to(REPO)}` (sign {run.label}). After {run.warm_up_photos} real photos, the corpus "
@@ -120,7 +125,7 @@ def report(run: CorpusRun) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hardening.bad_inputs", description=__doc__,
+        prog="python -m drills.bad_inputs", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model-store", type=Path, default=MODEL_STORE, help="archives to serve")
@@ -130,11 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with private_torchserve(args.model_store, settings=ONE_WORKER, properties=FIXED_HEAP) as torchserve:
         run = run_corpus(torchserve.server, args.warm_up, args.rounds)
-    text = report(run)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(text)
-    print(text + f"\nwritten to {args.report}")
-    return 0 if not run.failures else 1
+    return publish(report(run), args.report, run.failures)
 
 
 if __name__ == "__main__":

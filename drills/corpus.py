@@ -20,7 +20,7 @@ from PIL import Image
 
 from client.settings import Server
 from handler import ts_config
-from hardening.images import decompression_bomb, encode, photo, rotated_jpeg, sixteen_bit_png
+from harness.images import decompression_bomb, encode, photo, rotated_jpeg, sixteen_bit_png
 
 PREDICTION = "prediction"
 NO_JSON = "(no JSON body)"

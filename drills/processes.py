@@ -7,12 +7,13 @@ from client.rest import RestClient
 MB = 1024 * 1024
 MAX_GROWTH = 0.10  # the bar for a process's resident memory after its warm-up (0.10 is 10%)
 
-# TorchServe overrides for a server whose memory is measured. The JVM's heap is fixed at 384 MB (the corpus and
+# TorchServe overrides for a server whose memory is measured. The JVM's heap is fixed (HEAP_MB; the corpus and
 # the soak keep 100-200 MB live), committed and touched at start, so resident memory grows only when native
 # memory grows. Left to Java's defaults, G1 resizes the heap by how long its collections take and first touches
 # its pages late, which says nothing about leaks (with only the minimum fixed, CI once saw the frontend grow
 # 94 MB over two rounds of the corpus). A leak on the Java heap still shows, as failed requests.
-FIXED_HEAP = {"vmargs": "-Xms384m -Xmx384m -XX:+AlwaysPreTouch"}
+HEAP_MB = 384
+FIXED_HEAP = {"vmargs": f"-Xms{HEAP_MB}m -Xmx{HEAP_MB}m -XX:+AlwaysPreTouch"}
 # Archive settings for one worker per version: every request of a version reaches the same process, so a
 # fault hits its only worker, and memory is compared on a worker that saw the whole warm-up.
 ONE_WORKER = {"minWorkers": 1, "maxWorkers": 1}

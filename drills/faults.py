@@ -1,6 +1,6 @@
 """Worker faults under load: kill -9 a worker, freeze one past responseTimeout, and time the recovery.
 
-    python -m hardening.faults [--kills 5] [--threads 4] [--response-timeout S] [--report reports/faults.md]
+    python -m drills.faults [--kills 5] [--threads 4] [--response-timeout S] [--report reports/faults.md]
 
 It starts its own TorchServe from config.properties (harness.server: free ports, a temporary copy
 of model_store/ with one worker per version, so each fault hits a version's only worker). While
@@ -27,8 +27,10 @@ import requests
 
 from client.rest import RestClient
 from client.settings import ClientError, Server
-from hardening.processes import ONE_WORKER, worker_pids
+from drills.processes import ONE_WORKER, worker_pids
+from handler import ts_config
 from harness.poll import poll
+from harness.reports import publish
 from harness.server import private_torchserve
 from harness.traffic import Traffic
 from layout import MODEL_STORE, REPORTS, sample_photos
@@ -120,8 +122,9 @@ def report(kills: list[Kill], stuck: Stuck, response_timeout: int, problems: lis
     lines = [
         "# Worker faults under load",
         "",
-        f"`python -m hardening.faults --kills {len(kills)} --threads {kills[0].traffic.threads}`, "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private TorchServe 0.12.0 started from config.properties. "
+        f"`python -m drills.faults --kills {len(kills)} --threads {kills[0].traffic.threads}`, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private {ts_config.torchserve()} "
+        "started from config.properties. "
         f"{kills[0].traffic.threads} client threads (half REST, half gRPC) sent predictions to the default version "
         "while its worker was killed with SIGKILL; recovery is the time from the kill until the new worker answered. "
         "Each failure is listed under the step in which its request was sent.",
@@ -142,7 +145,7 @@ def report(kills: list[Kill], stuck: Stuck, response_timeout: int, problems: lis
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hardening.faults", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m drills.faults", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model-store", type=Path, default=MODEL_STORE, help="archives to serve")
     parser.add_argument("--kills", type=int, default=5)
@@ -161,11 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     problems += [f"service back only after {k.recovery_s:.1f}s" for k in kills if k.recovery_s >= RECOVERY_LIMIT_S]
     if stuck.status < 500 or not stuck.old_worker_gone or stuck.recovery_s >= response_timeout + RECOVERY_LIMIT_S:
         problems.append(f"the frozen worker was not replaced as expected: {stuck}")
-    text = report(kills, stuck, response_timeout, problems)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(text)
-    print(text + f"\nwritten to {args.report}")
-    return 0 if not problems else 1
+    return publish(report(kills, stuck, response_timeout, problems), args.report, problems)
 
 
 if __name__ == "__main__":

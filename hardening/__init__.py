@@ -1,1 +1,0 @@
-"""Hardening checks run against a real TorchServe: the bad-input corpus, worker faults and the soak."""
