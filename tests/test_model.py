@@ -1,13 +1,14 @@
 """The network: output shape, parameter budget, ImageNet weights copied exactly, augmentation, pasting."""
 
-import dataclasses
+import doctest
 
 import torch
 
 from layout import SAMPLES
 from model.config import NETWORK, PREPROCESS
 from model.preprocess import to_unit_range
-from training.augment import BackgroundPaste, build_augmentation, is_cutout
+from training import augment
+from training.augment import RandomBackgroundPaste, build_augmentation, is_cutout
 from training.config import AugmentConfig
 from training.dataset import load_images, scan
 from training.network import build_network, count_parameters
@@ -55,13 +56,21 @@ def test_cut_out_hands_are_pasted_onto_backgrounds_and_photos_are_left_alone():
     cutouts[:, :, :, :30] = 0
     cutouts[:, :, :, -30:] = 0
     config = AugmentConfig()
-    assert is_cutout(cutouts, config.cutout_threshold).all()
-    assert not is_cutout(photos, config.cutout_threshold).any()
-    room = torch.full((1, 3, PREPROCESS.image_size, PREPROCESS.image_size), 200, dtype=torch.uint8)
-    paste = BackgroundPaste(room, dataclasses.replace(config, background_p=1.0))
     unit = to_unit_range(torch.cat([cutouts, photos]))
-    pasted = paste(unit, is_cutout(torch.cat([cutouts, photos]), config.cutout_threshold))
+    assert is_cutout(unit, config.cutout_threshold).tolist() == [True] * 4 + [False] * 4
+    room = torch.full((1, 3, PREPROCESS.image_size, PREPROCESS.image_size), 200, dtype=torch.uint8)
+    pasted = RandomBackgroundPaste(room, config.cutout_threshold, p=1.0)(unit)
     assert torch.equal(pasted[4:], unit[4:])  # photos untouched
     center = (slice(None), slice(None), slice(60, 100), slice(60, 100))
     assert torch.allclose(pasted[:4][center], unit[:4][center], atol=0.05)  # the hand stays
     assert pasted[:4, :, :20, :20].mean() > 0.7  # the black surround became the room (200/255)
+
+
+def test_the_paste_composes_with_kornias_augmentations_and_its_docstring_example_holds():
+    room = torch.full((1, 3, 32, 32), 200, dtype=torch.uint8)
+    cutout = torch.zeros(2, 3, 32, 32)
+    cutout[..., 12:20, 12:20] = 1.0
+    out = build_augmentation(AugmentConfig(background_p=1.0), room, image_size=32)(cutout)
+    assert out.shape == (2, 3, 32, 32) and out.mean() > cutout.mean()  # the room (200/255) came in
+    assert isinstance(build_augmentation(AugmentConfig(), room)[0], RandomBackgroundPaste)
+    assert doctest.testmod(augment).failed == 0

@@ -1,5 +1,7 @@
 """Every knob of training, augmentation and export, typed, in one place."""
 
+import argparse
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,3 +90,34 @@ class ExportConfig:
     out_dir: Path = EXPORT_DIR
     calibration_images: int = 1024
     min_int8_agreement: float = 0.99  # refuse an int8 model that disagrees with fp32 more often
+
+
+def add_options(parser: argparse.ArgumentParser, config: TrainConfig) -> None:
+    """One command-line option per scalar field of `config` and of its sections, named after the field
+    (`--epochs`, `--samples-per-epoch`, `--background-p`), its default the config's: no field listed twice."""
+    for _, holder, item in scalar_fields(config):
+        value = getattr(holder, item.name)
+        kind = Path if isinstance(value, Path) else type(value) if value is not None else int  # None: a count
+        parser.add_argument("--" + item.name.replace("_", "-"), default=value, metavar=kind.__name__.upper(),
+                            type={bool: lambda text: text.lower() in ("1", "true", "yes")}.get(kind, kind),
+                            help=f"{holder.__class__.__name__}.{item.name} (default: %(default)s)")
+
+
+def from_options(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
+    """`config` with the values `add_options`' options were given."""
+    sections: dict[str | None, dict] = {}
+    for section, _, item in scalar_fields(config):
+        sections.setdefault(section, {})[item.name] = getattr(args, item.name)
+    changed = {name: dataclasses.replace(getattr(config, name), **values)
+               for name, values in sections.items() if name is not None}
+    return dataclasses.replace(config, **sections[None], **changed)
+
+
+def scalar_fields(config: TrainConfig) -> list[tuple[str | None, object, dataclasses.Field]]:
+    """(section name or None, the object holding it, field) for every field that is a number, a path, a flag
+    or an optional count; tuples (ranges, the data folders) are left to the caller."""
+    holders = [(None, config)] + [(f.name, getattr(config, f.name)) for f in dataclasses.fields(config)
+                                  if dataclasses.is_dataclass(getattr(config, f.name))]
+    return [(section, holder, item) for section, holder in holders for item in dataclasses.fields(holder)
+            if isinstance(getattr(holder, item.name), bool | int | float | Path)
+            or (getattr(holder, item.name) is None and item.type == (int | None))]

@@ -3,15 +3,12 @@
 import argparse
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
+from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
 
 from model.classes import CLASS_NAMES, NOTHING
 from model.preprocess import to_unit_range
-from training.augment import BackgroundPaste, build_augmentation, is_cutout
+from training.augment import build_augmentation
 from training.config import TrainConfig
 from training.dataset import load_images, scan
 
@@ -22,11 +19,11 @@ def save_augmentation_grid(
     """Each row: a real image, then `variants` augmented draws of it (cut-out hands pasted on rooms)."""
     torch.manual_seed(seed)
     config = TrainConfig().augment
-    augment, paste = build_augmentation(config), BackgroundPaste(backgrounds, config)
+    augment = build_augmentation(config, backgrounds)
     unit = to_unit_range(images)
-    cutout = is_cutout(images, config.cutout_threshold)
-    columns = [unit] + [augment(paste(unit, cutout)).clamp(0, 1) for _ in range(variants)]
-    fig, axes = plt.subplots(len(images), variants + 1, figsize=(2 * (variants + 1), 2 * len(images)))
+    columns = [unit] + [augment(unit).clamp(0, 1) for _ in range(variants)]
+    fig = Figure(figsize=(2 * (variants + 1), 2 * len(images)))
+    axes = fig.subplots(len(images), variants + 1)
     for row in range(len(images)):
         for col, batch in enumerate(columns):
             axes[row, col].imshow(batch[row].permute(1, 2, 0).numpy())
@@ -39,7 +36,8 @@ def save_augmentation_grid(
 
 def save_training_curves(history: list[dict], path: Path) -> None:
     epochs = [h["epoch"] for h in history]
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    loss_ax, acc_ax = fig.subplots(1, 2)
     loss_ax.plot(epochs, [h["train_loss"] for h in history], marker="o", label="train loss")
     loss_ax.set_xlabel("epoch")
     loss_ax.legend()
@@ -52,7 +50,8 @@ def save_training_curves(history: list[dict], path: Path) -> None:
 
 
 def save_confusion_matrix(matrix: torch.Tensor, path: Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(11, 10))
+    fig = Figure(figsize=(11, 10))
+    ax = fig.subplots()
     rates = matrix.float() / matrix.sum(1, keepdim=True).clamp(min=1)
     ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=90)
@@ -66,11 +65,10 @@ def save_confusion_matrix(matrix: torch.Tensor, path: Path, title: str) -> None:
     _save(fig, path)
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig: Figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def main() -> None:

@@ -21,8 +21,8 @@ from model.config import NETWORK, PREPROCESS
 from model.decode import decode_image
 from model.preprocess import normalize, to_unit_range
 from training import arms_length, figures
-from training.augment import BackgroundPaste, build_augmentation, is_cutout
-from training.config import TrainConfig
+from training.augment import build_augmentation
+from training.config import TrainConfig, add_options, from_options
 from training.dataset import ImageSet, Sample, load_images, scan, split_by_blocks
 from training.landmarks import HandSet, find_hands
 from training.metrics import accuracy_by_source, confusion_matrix, predict_logits
@@ -78,28 +78,43 @@ def load_data(config: TrainConfig, rank: int, world: int) -> tuple[ImageSet, Ima
     return sets[0], sets[1]
 
 
-def train_epoch(net, model, train: ImageSet, weights, paste, augment, optimizer, scheduler, config, epoch, rank, world):
+@dataclasses.dataclass
+class Run:
+    """What every epoch of one training run uses, built once by `train`."""
+
+    config: TrainConfig
+    net: ASLNet
+    model: nn.Module  # the net, or DistributedDataParallel around it
+    train_set: ImageSet
+    weights: torch.Tensor  # each image's chance of being drawn (training.sampling)
+    augment: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    rank: int = 0
+    world: int = 1
+
+
+def train_epoch(run: Run, epoch: int) -> float:
     """One balanced draw of `samples_per_epoch` images, sharded over ranks; returns the mean loss."""
+    config, images, labels = run.config, run.train_set.images, run.train_set.labels
     generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)  # same draw on every rank
-    order = draw_epoch(weights, config.sampling.samples_per_epoch, generator)
-    per_rank = len(order) // world
-    shard = order[rank * per_rank : (rank + 1) * per_rank]
-    batches = [shard[i : i + config.batch_size] for i in range(0, len(shard), config.batch_size)]
+    order = draw_epoch(run.weights, config.sampling.samples_per_epoch, generator)
+    per_rank = len(order) // run.world
+    shard = order[run.rank * per_rank : (run.rank + 1) * per_rank]
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    set_train_mode(net, config.frozen_blocks)
+    set_train_mode(run.net, config.frozen_blocks)
     total, count = 0.0, 0
-    for batch in tqdm(batches, desc=f"epoch {epoch}", disable=rank != 0, leave=False):
+    for start in tqdm(range(0, len(shard), config.batch_size), desc=f"epoch {epoch}", disable=run.rank != 0,
+                      leave=False):
+        batch = shard[start : start + config.batch_size]
         with torch.no_grad():
-            images = train.images[batch]
-            unit = paste(to_unit_range(images), is_cutout(images, config.augment.cutout_threshold))
-            inputs = normalize(augment(unit))
-        loss = loss_fn(model(inputs), train.labels[batch])
-        optimizer.zero_grad(set_to_none=True)
+            inputs = normalize(run.augment(to_unit_range(images[batch])))
+        loss = loss_fn(run.model(inputs), labels[batch])
+        run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        scheduler.step()
-        total += loss.item() * len(batch)
-        count += len(batch)
+        run.optimizer.step()
+        run.scheduler.step()
+        total, count = total + loss.item() * len(batch), count + len(batch)
     return total / max(count, 1)
 
 
@@ -157,15 +172,14 @@ def train(config: TrainConfig) -> dict | None:
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     steps = config.epochs * (config.sampling.samples_per_epoch // world // config.batch_size + 1)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=steps, pct_start=0.15)
-    weights = balanced_weights(train_set.labels.tolist(), train_set.sources, config.sampling.source_power)
-    paste = BackgroundPaste(train_set.images[train_set.labels == NOTHING], config.augment)
-    augment = build_augmentation(config.augment)
+    run = Run(config, net, model, train_set,
+              balanced_weights(train_set.labels.tolist(), train_set.sources, config.sampling.source_power),
+              build_augmentation(config.augment, train_set.images[train_set.labels == NOTHING]),
+              optimizer, scheduler, rank, world)
     history, best_state, best_acc, stale = [], None, -1.0, 0
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        loss = train_epoch(
-            net, model, train_set, weights, paste, augment, optimizer, scheduler, config, epoch, rank, world
-        )
+        loss = train_epoch(run, epoch)
         stop = torch.zeros(1)
         if rank == 0:
             predictions = predict_logits(net, validation.images).argmax(1)
@@ -193,35 +207,15 @@ def train(config: TrainConfig) -> dict | None:
     return metrics
 
 
-def parse_args() -> TrainConfig:
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """`--data DIR` (repeatable) and one option per field of `TrainConfig` (`training.config.add_options`)."""
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, action="append", help="folder-per-class tree (repeatable)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="of samples_per_epoch draws each")
-    parser.add_argument("--samples-per-epoch", type=int, default=defaults.sampling.samples_per_epoch,
-                        help="images drawn per epoch, class- and source-balanced")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--limit-per-class", type=int, default=None, help="use only N images per class")
-    parser.add_argument("--out-dir", type=Path, default=defaults.out_dir)
-    parser.add_argument("--weights", type=Path, default=defaults.weights, help="where the state dict goes")
-    parser.add_argument("--figures-dir", type=Path, default=defaults.figures_dir)
-    args = parser.parse_args()
-    return dataclasses.replace(
-        defaults,
-        data=tuple(args.data) if args.data else defaults.data,
-        epochs=args.epochs,
-        sampling=dataclasses.replace(defaults.sampling, samples_per_epoch=args.samples_per_epoch),
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        limit_per_class=args.limit_per_class,
-        out_dir=args.out_dir,
-        weights=args.weights,
-        figures_dir=args.figures_dir,
-    )
-
+    add_options(parser, defaults)
+    args = parser.parse_args(argv)
+    config = from_options(defaults, args)
+    return dataclasses.replace(config, data=tuple(args.data)) if args.data else config
 
 if __name__ == "__main__":
     train(parse_args())
