@@ -19,7 +19,8 @@ ARG KFS_IMAGE=docker.io/pytorch/torchserve-kfs:0.12.0
 # Empty unless the build is given a folder as build context `wheels` (make image: WHEELS=DIR).
 FROM scratch AS wheels
 
-# --- deps: the pinned dependencies in /opt/venv; only a change of pyproject.toml rebuilds this -----
+# --- deps: pyproject's pinned core, serve and demo groups in /opt/venv (what serving needs); only a change
+# of pyproject.toml rebuilds this -----------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_FIND_LINKS=/wheels \
@@ -35,7 +36,8 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     . /tmp/pip-secrets.sh \
  && { pip install --no-deps --no-index torch==2.13.0 \
       || pip install --no-deps --index-url https://download.pytorch.org/whl/cpu torch==2.13.0; } \
- && python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' \
+ && python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+      print(*p["dependencies"], *p["optional-dependencies"]["serve"], *p["optional-dependencies"]["demo"], sep="\n")' \
     > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt

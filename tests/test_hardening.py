@@ -73,7 +73,7 @@ def test_memory_stays_flat_over_the_corpus(corpus_run):
 
 
 def test_the_measured_processes_run_make_serves_allocator_variables(private_server):
-    """What is measured is what ships: the frontend and every worker run with the Makefile's MALLOC_ENV."""
+    """What is measured is what ships: the frontend and every worker run with deploy/allocator.env's settings."""
     rest = RestClient(private_server.server)
     pids = [frontend(rest).pid, *(pid for pids in worker_pids(rest).values() for pid in pids)]
     shipped = allocator_env()

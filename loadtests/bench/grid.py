@@ -105,7 +105,7 @@ def shipped_config() -> Served:
 
 def other_allocator() -> tuple[str, dict[str, str]]:
     """The malloc setting compared with the shipped one: glibc's defaults (compared only when `make serve` sets
-    allocator variables, such as the fixed malloc thresholds in the Makefile's MALLOC_ENV)."""
+    allocator variables, such as the fixed malloc thresholds of deploy/allocator.env)."""
     return "glibc's default malloc", {}
 
 
