@@ -15,7 +15,6 @@ the worker's allocator to what a 40-megapixel image needs; that growth stops the
 A leak is growth that goes on with every further pass.
 """
 
-import argparse
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,9 +25,9 @@ from client.settings import Server
 from drills.corpus import Answer, cases, send, table
 from drills.processes import FIXED_HEAP, HEAP_MB, MAX_GROWTH, ONE_WORKER, growth, resident_mb, worker_pids
 from handler import ts_config
-from harness.reports import publish
+from harness.reports import drill_parser, publish, verdict
 from harness.server import private_torchserve
-from layout import MODEL_STORE, REPO, REPORTS, sample_photos
+from layout import REPO, sample_photos
 from model.config import MODEL_NAME
 
 WARM_UP_EVERY = 4  # every 4th committed photo is sent before the corpus
@@ -118,20 +117,15 @@ def report(run: CorpusRun) -> str:
         f"Worker PIDs before: {run.pids_before}; after: {run.pids_after}. "
         f"A good {run.label} photo afterwards: {run.label_after}.",
         "",
-        f"**{'PASS' if not run.failures else 'FAIL: ' + '; '.join(run.failures)}.**",
+        verdict(run.failures),
     ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m drills.bad_inputs", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--model-store", type=Path, default=MODEL_STORE, help="archives to serve")
+    parser = drill_parser("drills.bad_inputs", __doc__, "bad_inputs.md")
     parser.add_argument("--warm-up", type=int, default=2, help="rounds of the corpus before memory is measured")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the corpus measured")
-    parser.add_argument("--report", type=Path, default=REPORTS / "bad_inputs.md")
     args = parser.parse_args(argv)
     with private_torchserve(args.model_store, settings=ONE_WORKER, properties=FIXED_HEAP) as torchserve:
         run = run_corpus(torchserve.server, args.warm_up, args.rounds)

@@ -13,14 +13,12 @@ and start a new worker. Passing means: at most one failed request per client thr
 worker replaced. Exits with status 1 otherwise.
 """
 
-import argparse
 import os
 import signal
 import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import psutil
 import requests
@@ -30,10 +28,10 @@ from client.settings import ClientError, Server
 from drills.processes import ONE_WORKER, worker_pids
 from handler import ts_config
 from harness.poll import poll
-from harness.reports import publish
+from harness.reports import drill_parser, publish, verdict
 from harness.server import private_torchserve
 from harness.traffic import Traffic
-from layout import MODEL_STORE, REPORTS, sample_photos
+from layout import sample_photos
 from model.config import MODEL_NAME
 
 RECOVERY_LIMIT_S = 10  # the script's pass mark; the tests check losses, not time
@@ -138,20 +136,16 @@ def report(kills: list[Kill], stuck: Stuck, response_timeout: int, problems: lis
         f"{stuck.status} \"{stuck.message}\" after {stuck.answered_s:.1f} s; a new worker answered after "
         f"{stuck.recovery_s:.1f} s; the frozen process {'was' if stuck.old_worker_gone else 'was NOT'} removed.",
         "",
-        f"**{'PASS' if not problems else 'FAIL: ' + '; '.join(problems)}.**",
+        verdict(problems),
     ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m drills.faults", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model-store", type=Path, default=MODEL_STORE, help="archives to serve")
+    parser = drill_parser("drills.faults", __doc__, "faults.md")
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--response-timeout", type=int, help="seconds, instead of the archive's (30)")
-    parser.add_argument("--report", type=Path, default=REPORTS / "faults.md")
     args = parser.parse_args(argv)
     settings = {**ONE_WORKER, **({"responseTimeout": args.response_timeout} if args.response_timeout else {})}
     with private_torchserve(args.model_store, settings=settings) as torchserve:

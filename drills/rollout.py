@@ -8,7 +8,6 @@ the default version of `asl`, it builds and registers the new version, makes it 
 back to the previous default, lets the new version drain and unregisters it.
 """
 
-import argparse
 import re
 import sys
 import textwrap
@@ -22,10 +21,10 @@ from client.rest import RestClient
 from client.settings import ClientError, Server
 from handler import ts_config
 from handler.archive import VARIANTS, build
-from harness.reports import publish
+from harness.reports import drill_parser, publish
 from harness.server import private_torchserve
 from harness.traffic import Traffic, wait_drained
-from layout import EXPORT_DIR, REPORTS
+from layout import EXPORT_DIR
 from model.config import MODEL_NAME
 
 
@@ -97,22 +96,18 @@ def report(result: Rollout, batches: Counter) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m drills.rollout", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = drill_parser("drills.rollout", __doc__, "rollout.md")
     parser.add_argument("--export-dir", type=Path, default=EXPORT_DIR, help="exported models")
     parser.add_argument("--version", default="1.1-int8", help="version of the freshly built int8 archive")
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--dwell", type=float, default=3, help="seconds of traffic on each steady state")
-    parser.add_argument("--report", type=Path, default=REPORTS / "rollout.md")
     args = parser.parse_args(argv)
     exported = args.export_dir / VARIANTS["int8"][0]
     if not exported.exists():
         print(f"error: no {exported}: run `make export` first", file=sys.stderr)
         return 1
     try:
-        with private_torchserve() as torchserve:
+        with private_torchserve(args.model_store) as torchserve:
             archive = build(exported, "int8", torchserve.store / f"{MODEL_NAME}-{args.version}.mar", args.version)
             result = roll_out(torchserve.server, archive.name, args.version, args.threads, args.dwell)
             batches = batches_per_version(torchserve.log())

@@ -13,7 +13,6 @@ committed and touched (FIXED_HEAP, drills/processes.py), so that its resident me
 growth. Exits with status 1 otherwise.
 """
 
-import argparse
 import csv
 import sys
 import threading
@@ -26,9 +25,9 @@ from client.rest import RestClient
 from client.settings import Server
 from drills.processes import FIXED_HEAP, HEAP_MB, MAX_GROWTH, growth, resident_mb, worker_pids
 from handler import ts_config
-from harness.reports import publish
+from harness.reports import drill_parser, publish, verdict
 from harness.server import private_torchserve
-from layout import MODEL_STORE, REPORTS
+from layout import REPORTS
 from loadtests.run import run_locust
 from model.config import MODEL_NAME
 
@@ -151,7 +150,7 @@ def report(result: Soak) -> str:
             f"{s.seconds:.0f} s: " + ", ".join(f"{s.memory[n]:.0f}" for n in names) for s in result.samples
         ) + f" ({', '.join(names)})",
         "",
-        f"**{'PASS' if not result.problems else 'FAIL: ' + '; '.join(result.problems)}.**",
+        verdict(result.problems),
     ]
     if result.failures:
         lines += ["", "| endpoint | error | occurrences |", "|---|---|---:|"]
@@ -160,16 +159,12 @@ def report(result: Soak) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m drills.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model-store", type=Path, default=MODEL_STORE, help="archives to serve")
+    parser = drill_parser("drills.soak", __doc__, "soak.md")
     parser.add_argument("--duration", default="10m", help="Locust run time, e.g. 60s or 10m")
     parser.add_argument("--users", type=int, default=8, help="concurrent users, half REST and half gRPC")
     parser.add_argument("--warm-up", type=float, default=60, help="seconds of load before memory is compared")
     parser.add_argument("--sample-every", type=float, default=30, help="seconds between memory samples")
     parser.add_argument("--out", type=Path, default=REPORTS / "loadtest" / "soak", help="Locust's files")
-    parser.add_argument("--report", type=Path, default=REPORTS / "soak.md")
     args = parser.parse_args(argv)
     with private_torchserve(args.model_store, properties=FIXED_HEAP) as torchserve:
         result = soak(torchserve.server, args.users, args.duration, args.warm_up, args.sample_every, args.out)

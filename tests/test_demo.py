@@ -213,6 +213,7 @@ def focus_order(page, presses: int = 20) -> list[str]:
 
 
 def test_a_keyboard_alone_classifies_a_photo(page):
+    page.wait_for_function("() => document.getElementById('version').value !== ''")  # the page is set up
     visited = focus_order(page)
     assert {"version", "stage", "camera", "upload", "explain", "threshold", "frames", "copy", "clear"} <= set(visited)
     page.focus("#stage")
