@@ -217,5 +217,6 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     config = from_options(defaults, args)
     return dataclasses.replace(config, data=tuple(args.data)) if args.data else config
 
+
 if __name__ == "__main__":
     train(parse_args())
