@@ -21,19 +21,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import requests
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from layout import REPO, sample_photos
+
 K8S = REPO / "deploy" / "k8s"
 ENGINE = REPO / "deploy" / "container" / "engine.sh"
 OUT = REPO / "build" / "kube"
 RENDERED = OUT / "deployment.yaml"
 SECRET = "asl-serve-api-token"
 STANDIN = "localhost/asl-auth-proxy:stand-in"
-SAMPLE = sorted((REPO / "samples" / "asl2text" / "B").glob("*.jpg"))[0]
 
 
 def engine(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
@@ -127,10 +126,11 @@ def up() -> int:
     print(f"pod {pod} ready in {wait_ready(deployment, pod, published):.0f} s", flush=True)
     url = f"http://127.0.0.1:{published['http']}/predictions/asl"
     (OUT / "url").write_text(url)
-    answer = requests.post(url, data=SAMPLE.read_bytes(), timeout=60,
+    sample = next(path for path, label in sample_photos() if label == "B")
+    answer = requests.post(url, data=sample.read_bytes(), timeout=60,
                            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"})
-    refused = requests.post(url, data=SAMPLE.read_bytes(), timeout=60)
-    print(f"{SAMPLE.relative_to(REPO)} through the sidecar: {answer.status_code} {answer.json().get('label')}; "
+    refused = requests.post(url, data=sample.read_bytes(), timeout=60)
+    print(f"{sample.relative_to(REPO)} through the sidecar: {answer.status_code} {answer.json().get('label')}; "
           f"without the token: {refused.status_code}")
     if answer.status_code != 200 or refused.status_code != 401:
         return 1
