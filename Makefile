@@ -159,10 +159,10 @@ compose-down: ## stop and remove the Compose stack (its state volume stays)
 	deploy/container/engine.sh compose-down
 
 kube-play: image ## deploy/k8s in a local pod (podman kube play): ready, then a prediction through the sidecar
-	$(PY) deploy/k8s/kube_play.py up
+	$(PY) -m drills.kube_play up
 
 kube-down: ## remove what make kube-play started
-	$(PY) deploy/k8s/kube_play.py down
+	$(PY) -m drills.kube_play down
 
 test: $(STAMP) $(MARS) protos $(KSERVE_STAMP) ## run the test suite (real TorchServe on free ports; ../shared data where present)
 	$(PY) -m pytest -q -rs

@@ -94,7 +94,7 @@ def report(run: CorpusRun) -> str:
         f"`python -m drills.bad_inputs --warm-up {run.warm_up} --rounds {measured}`, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private {ts_config.torchserve()} "
         "started from config.properties "
-        f"(every version, one worker each; requests go to the default, {ts_config.default_version(MODEL_NAME)}; "
+        f"(every version, one worker each; requests go to the default, {ts_config.default_version(MODEL_NAME)[0]}; "
         f"the JVM runs a fixed {HEAP_MB} MB heap, "
         "committed and touched, so that resident memory shows native growth: drills/processes.py; the "
         "allocator variables are make serve's). "

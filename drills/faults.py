@@ -69,6 +69,7 @@ def kill_under_load(server: Server, threads: int = 4, dwell_s: float = 2) -> Kil
     """SIGKILL the default version's worker while `threads` clients send it predictions."""
     rest = RestClient(server)
     version = rest.default_version()
+    photo = sample_photos()[0][0]  # asked once a new worker is up
     with Traffic(server, threads) as traffic:
         with traffic.step("before", version):
             time.sleep(dwell_s)
@@ -77,7 +78,7 @@ def kill_under_load(server: Server, threads: int = 4, dwell_s: float = 2) -> Kil
             killed = time.monotonic()
             os.kill(old_pid, signal.SIGKILL)
             wait_replaced(rest, version, old_pid)
-            rest.predict(sample_photos()[0][0], version)
+            rest.predict(photo, version)
             recovery_s = time.monotonic() - killed
         with traffic.step("after", version):
             time.sleep(dwell_s)
@@ -96,18 +97,19 @@ class Stuck:
 def freeze_worker(server: Server, version: str) -> Stuck:
     """SIGSTOP `version`'s worker, send it a request, and wait for TorchServe to replace the worker."""
     rest = RestClient(server)
+    photo = sample_photos()[0][0]
     (old_pid,) = worker_pids(rest)[version]
     os.kill(old_pid, signal.SIGSTOP)
     try:
         started = time.monotonic()
         response = requests.post(
-            f"{server.inference_url}/predictions/{MODEL_NAME}/{version}", data=sample_photos()[0][0].read_bytes(),
+            f"{server.inference_url}/predictions/{MODEL_NAME}/{version}", data=photo.read_bytes(),
             timeout=120,
             headers={"Authorization": f"Bearer {server.key('inference')}", "Content-Type": "application/octet-stream"},
         )
         answered_s = time.monotonic() - started
         wait_replaced(rest, version, old_pid)
-        rest.predict(sample_photos()[0][0], version)
+        rest.predict(photo, version)
         recovery_s = time.monotonic() - started
     finally:
         if psutil.pid_exists(old_pid):  # never leave a frozen process behind, whatever happened

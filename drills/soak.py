@@ -125,8 +125,8 @@ def report(result: Soak) -> str:
         f"--warm-up {result.warm_up_s:.0f}`, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private {ts_config.torchserve()} "
         "started from config.properties "
-        f"(every version; the load goes to the default, {ts_config.default_version(MODEL_NAME)}; the JVM runs a fixed "
-        f"{HEAP_MB} MB heap, "
+        f"(every version; the load goes to the default, {ts_config.default_version(MODEL_NAME)[0]}; "
+        f"the JVM runs a fixed {HEAP_MB} MB heap, "
         "committed and touched: drills/processes.py; the allocator variables are make serve's). "
         "Locust users of loadtests/locustfile.py, half REST and half gRPC, each sending its next photo as soon "
         "as the last is answered.",

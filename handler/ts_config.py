@@ -37,10 +37,11 @@ def render(text: str, changes: dict[str, str]) -> str:
     return text
 
 
-def default_version(model: str, path: Path = CONFIG_PROPERTIES) -> str:
-    """The version `models=` marks as the model's default."""
-    versions = json.loads(read(path)["models"])[model]
-    return next(name for name, spec in versions.items() if spec.get("defaultVersion"))
+def default_version(model: str, config: dict[str, str] | None = None) -> tuple[str, dict]:
+    """The version `models=` marks as the model's default, and its settings (of `config`, a parsed file;
+    default: the repository's)."""
+    versions = json.loads((config or read())["models"])[model]
+    return next((name, spec) for name, spec in versions.items() if spec.get("defaultVersion"))
 
 
 def torchserve() -> str:

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from handler import ts_config
-from handler.archive import VARIANTS
+from handler.archive import VARIANTS, shipped_settings
 from layout import CONFIG_PROPERTIES, MODEL_STORE, REPO, allocator_env
 from model.config import MODEL_NAME
 
@@ -421,14 +421,11 @@ def test_kserve_config_fits_the_torchserve_wrapper():
 
 def test_kserve_serves_the_default_version_from_its_archive_batched_as_the_project():
     snapshot = json.loads(KSERVE_CONFIG["model_snapshot"])
-    default_version, default = next(
-        (version, spec) for version, spec in json.loads(CONFIG["models"])[MODEL_NAME].items()
-        if spec.get("defaultVersion")
-    )
+    default_version, default = ts_config.default_version(MODEL_NAME, CONFIG)
     [(version, spec)] = snapshot["models"][MODEL_NAME].items()
     assert (version, spec["marName"], spec["defaultVersion"]) == (default_version, default["marName"], True)
     assert spec["marName"] in {f"{MODEL_NAME}-{variant}.mar" for variant in VARIANTS}
-    archive = yaml.safe_load((REPO / "handler" / "model-config.yaml").read_text())
+    archive = shipped_settings()
     assert (spec["batchSize"], spec["maxBatchDelay"]) == (archive["batchSize"], archive["maxBatchDelay"])
     assert snapshot["modelCount"] == 1
 

@@ -99,8 +99,7 @@ def add_options(parser: argparse.ArgumentParser, config: TrainConfig) -> None:
         value = getattr(holder, item.name)
         kind = Path if isinstance(value, Path) else type(value) if value is not None else int  # None: a count
         parser.add_argument("--" + item.name.replace("_", "-"), default=value, metavar=kind.__name__.upper(),
-                            type={bool: lambda text: text.lower() in ("1", "true", "yes")}.get(kind, kind),
-                            help=f"{holder.__class__.__name__}.{item.name} (default: %(default)s)")
+                            type=kind, help=f"{holder.__class__.__name__}.{item.name} (default: %(default)s)")
 
 
 def from_options(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
@@ -114,10 +113,10 @@ def from_options(config: TrainConfig, args: argparse.Namespace) -> TrainConfig:
 
 
 def scalar_fields(config: TrainConfig) -> list[tuple[str | None, object, dataclasses.Field]]:
-    """(section name or None, the object holding it, field) for every field that is a number, a path, a flag
-    or an optional count; tuples (ranges, the data folders) are left to the caller."""
+    """(section name or None, the object holding it, field) for every field that is a number, a path or an
+    optional count; tuples (ranges, the data folders) are left to the caller."""
     holders = [(None, config)] + [(f.name, getattr(config, f.name)) for f in dataclasses.fields(config)
                                   if dataclasses.is_dataclass(getattr(config, f.name))]
     return [(section, holder, item) for section, holder in holders for item in dataclasses.fields(holder)
-            if isinstance(getattr(holder, item.name), bool | int | float | Path)
+            if type(getattr(holder, item.name)) in (int, float) or isinstance(getattr(holder, item.name), Path)
             or (getattr(holder, item.name) is None and item.type == (int | None))]

@@ -3,7 +3,6 @@ command line that chooses among them."""
 
 import argparse
 import dataclasses
-import json
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -96,7 +95,7 @@ def shipped_config() -> Served:
     version's in config.properties' models=, else default_workers_per_model, where 0 means one per core)."""
     config = shipped_settings()
     server = ts_config.read()
-    spec = next(spec for spec in json.loads(server["models"])[MODEL_NAME].values() if spec.get("defaultVersion"))
+    _, spec = ts_config.default_version(MODEL_NAME, server)
     variant = next(variant for variant in VARIANTS if shipped_archive(variant).name == spec["marName"])
     workers = config.get("minWorkers") or spec.get("minWorkers") or int(server.get("default_workers_per_model", 0))
     return Served("ours", variant, config["batchSize"], config["maxBatchDelay"], workers or CORES,

@@ -16,7 +16,6 @@ import base64
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import time
 import requests
 import yaml
 
+from harness.server import free_ports
 from layout import REPO, sample_photos
 
 K8S = REPO / "deploy" / "k8s"
@@ -37,12 +37,6 @@ STANDIN = "localhost/asl-auth-proxy:stand-in"
 
 def engine(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([str(ENGINE), *args], capture_output=True, text=True, check=check, **kwargs)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def sidecar_image(image: str) -> str:
@@ -62,13 +56,14 @@ def render() -> tuple[dict, dict[str, int]]:
     """deployment.yaml with every container port published on a free 127.0.0.1 port (podman would publish
     them on every address) and the sidecar's image as `sidecar_image` finds it."""
     deployment = yaml.safe_load((K8S / "deployment.yaml").read_text())
-    published = {}
-    for container in deployment["spec"]["template"]["spec"]["containers"]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    for container in containers:
         if container["name"] == "auth-proxy":
             container["image"] = sidecar_image(container["image"])
-        for port in container.get("ports", []):
-            port.update(hostIP="127.0.0.1", hostPort=free_port())
-            published[port["name"]] = port["hostPort"]
+    ports = [port for container in containers for port in container.get("ports", [])]
+    for port, host_port in zip(ports, free_ports(len(ports)), strict=True):
+        port.update(hostIP="127.0.0.1", hostPort=host_port)
+    published = {port["name"]: port["hostPort"] for port in ports}
     OUT.mkdir(parents=True, exist_ok=True)
     RENDERED.write_text(yaml.safe_dump(deployment, sort_keys=False))
     return deployment, published
