@@ -60,7 +60,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=deploy/container/pip-secrets.sh,target=/tmp/pip-secrets.sh \
     . /tmp/pip-secrets.sh \
  && pip install -e ".[dev]" \
- && python -m client.protos \
+ && python -m asl_serve.client.protos \
  && useradd --uid 10001 --user-group --no-create-home --home-dir /src asl \
  && chown -R asl:asl /src \
  && install -d -o asl -g asl /reports

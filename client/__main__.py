@@ -1,4 +1,4 @@
-"""asl (or python -m client) COMMAND: predictions and model-version management for asl-serve.
+"""asl (or python -m asl_serve.client) COMMAND: predictions and model-version management for asl-serve.
 
     predict PATH... [--version V] [--top-k K] [--format jsonl|csv]   classify image files and folders
     describe [--version V]                        the model's metadata (classes, input, variant, accuracy)
@@ -22,11 +22,11 @@ import json
 import sys
 from pathlib import Path
 
-from client.batch import CSV_FIELDS, FORMATS, expand, predict_all, render, summary
-from client.rest import RestClient
-from client.settings import STARTUP_TIMEOUT_S, TIMEOUT_S, ClientError, Server
-from model.classes import CLASS_NAMES
-from model.config import MODEL_NAME
+from asl_serve.client.batch import CSV_FIELDS, FORMATS, expand, predict_all, render, summary
+from asl_serve.client.rest import RestClient
+from asl_serve.client.settings import STARTUP_TIMEOUT_S, TIMEOUT_S, ClientError, Server
+from asl_serve.model.classes import CLASS_NAMES
+from asl_serve.model.config import MODEL_NAME
 
 RETRIES = 3  # the CLI's default; the Python clients retry only when asked
 INTERRUPTED = 130  # the shell's exit status for Ctrl-C (128 + SIGINT)
@@ -176,7 +176,7 @@ def run(args: argparse.Namespace, server: Server) -> int:
         return 0
     if args.grpc:
         try:  # on demand: REST needs no stubs
-            from client.grpc_client import GrpcClient
+            from asl_serve.client.grpc_client import GrpcClient
         except ImportError as missing:
             raise ClientError(str(missing)) from None
         client = GrpcClient(server, args.timeout, args.retries)

@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from client.settings import ImageRejected
-from model.classes import IMAGE_SUFFIXES, class_from_folder
+from asl_serve.client.settings import ImageRejected
+from asl_serve.model.classes import IMAGE_SUFFIXES, class_from_folder
 
 FORMATS = ("jsonl", "csv")
 CSV_FIELDS = ("image", "expected", "label", "probability", "top_k", "model_version", "error")

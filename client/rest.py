@@ -7,8 +7,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
-from client.settings import BACKOFF_S, STARTUP_TIMEOUT_S, TIMEOUT_S, ClientError, ImageRejected, Server
-from model.config import MODEL_NAME
+from asl_serve.client.settings import BACKOFF_S, STARTUP_TIMEOUT_S, TIMEOUT_S, ClientError, ImageRejected, Server
+from asl_serve.model.config import MODEL_NAME
 
 IMAGE_REJECTED_STATUS = 413  # TorchServe's own refusal of a body over max_request_size
 

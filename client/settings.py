@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from layout import KEY_FILE
+from asl_serve.layout import KEY_FILE
 
 TIMEOUT_S = 30  # per call, REST and gRPC
 # How long a start-up may take: every version READY (make serve, test servers), or workers loading the model

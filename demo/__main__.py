@@ -1,11 +1,11 @@
-"""python -m demo run | start | stop: the browser demo on http://127.0.0.1:8000/ in front of TorchServe.
+"""python -m asl_serve.demo run | start | stop: the browser demo on http://127.0.0.1:8000/ in front of TorchServe.
 
     run   [--host H] [--port P] [--allowed-host NAME ...] [--ssl-certfile PEM --ssl-keyfile PEM]
                              serve in the foreground (uvicorn)
     start [same options]     in the background (`make demo`): pid in logs/demo.pid, output in logs/demo.log
     stop                     stop the background one (`make stop`)
 
-TorchServe's addresses and key file come from the ASL_* variables, as for `python -m client`.
+TorchServe's addresses and key file come from the ASL_* variables, as for `python -m asl_serve.client`.
 """
 
 import argparse
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import uvicorn
 
-from client.settings import Server
-from demo.server import LOOPBACK_HOSTS, create_app
-from layout import LOGS
+from asl_serve.client.settings import Server
+from asl_serve.demo.server import LOOPBACK_HOSTS, create_app
+from asl_serve.layout import LOGS
 
 PID_FILE = LOGS / "demo.pid"
 START_TIMEOUT_S = 30
@@ -29,7 +29,7 @@ START_TIMEOUT_S = 30
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m asl_serve.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("command", choices=("run", "start", "stop"))
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default: loopback only)")
@@ -50,12 +50,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def start(args: argparse.Namespace) -> int:
     """Run the server detached and return once it answers, so `make demo` can print its address."""
     if (pid := running_pid()) is not None:
-        running = parse(command_line(pid)[3:])  # python -m demo run ...
+        running = parse(command_line(pid)[3:])  # python -m asl_serve.demo run ...
         url = address(running.host, running.port, running.ssl_certfile is not None)
         print(f"The demo is already running: open {url}  (pid {pid}; stop it with: make stop)")
         return 0
     LOGS.mkdir(exist_ok=True)
-    command = [sys.executable, "-m", "demo", "run", "--host", args.host, "--port", str(args.port)]
+    command = [sys.executable, "-m", "asl_serve.demo", "run", "--host", args.host, "--port", str(args.port)]
     command += [f"--allowed-host={name}" for name in args.allowed_hosts or ()]
     if args.ssl_certfile:
         command += ["--ssl-certfile", str(args.ssl_certfile.resolve())]
@@ -79,7 +79,7 @@ def start(args: argparse.Namespace) -> int:
 
 
 def running_pid() -> int | None:
-    """The background server's pid, if the pid file names a live `python -m demo` process; a stale pid
+    """The background server's pid, if the pid file names a live `python -m asl_serve.demo` process; a stale pid
     file (after a crash or a reboot, the pid now someone else's) is removed."""
     if not PID_FILE.exists():
         return None

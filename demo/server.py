@@ -18,9 +18,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from client.settings import TIMEOUT_S, ClientError, Server
-from demo import STATIC
-from model.config import MODEL_NAME
+from asl_serve.client.settings import TIMEOUT_S, ClientError, Server
+from asl_serve.demo import STATIC
+from asl_serve.model.config import MODEL_NAME
 
 logger = logging.getLogger(__name__)
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024  # a photo or a webcam frame; TorchServe's max_request_size is the same

@@ -1,6 +1,6 @@
 """Send the bad-input corpus to a private TorchServe and report how each case was answered.
 
-    python -m drills.bad_inputs [--warm-up 2] [--rounds 3] [--report reports/bad_inputs.md]
+    python -m asl_serve.drills.bad_inputs [--warm-up 2] [--rounds 3] [--report reports/bad_inputs.md]
 
 It starts its own TorchServe from config.properties (harness.server: free ports, a temporary copy
 of model_store/, one worker per version) and sends real photos, then the whole corpus `--warm-up`
@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from client.rest import RestClient
-from client.settings import Server
-from drills.corpus import Answer, cases, send, table
-from drills.processes import FIXED_HEAP, HEAP_MB, MAX_GROWTH, ONE_WORKER, growth, resident_mb, worker_pids
-from handler import ts_config
-from harness.reports import drill_parser, publish, verdict
-from harness.server import private_torchserve
-from layout import REPO, sample_photos
-from model.config import MODEL_NAME
+from asl_serve.client.rest import RestClient
+from asl_serve.client.settings import Server
+from asl_serve.drills.corpus import Answer, cases, send, table
+from asl_serve.drills.processes import FIXED_HEAP, HEAP_MB, MAX_GROWTH, ONE_WORKER, growth, resident_mb, worker_pids
+from asl_serve.handler import ts_config
+from asl_serve.harness.reports import drill_parser, publish, verdict
+from asl_serve.harness.server import private_torchserve
+from asl_serve.layout import REPO, sample_photos
+from asl_serve.model.config import MODEL_NAME
 
 WARM_UP_EVERY = 4  # every 4th committed photo is sent before the corpus
 
@@ -91,7 +91,7 @@ def report(run: CorpusRun) -> str:
     lines = [
         "# Bad inputs",
         "",
-        f"`python -m drills.bad_inputs --warm-up {run.warm_up} --rounds {measured}`, "
+        f"`python -m asl_serve.drills.bad_inputs --warm-up {run.warm_up} --rounds {measured}`, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private {ts_config.torchserve()} "
         "started from config.properties "
         f"(every version, one worker each; requests go to the default, {ts_config.default_version(MODEL_NAME)[0]}; "
@@ -123,7 +123,7 @@ def report(run: CorpusRun) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = drill_parser("drills.bad_inputs", __doc__, "bad_inputs.md")
+    parser = drill_parser("asl_serve.drills.bad_inputs", __doc__, "bad_inputs.md")
     parser.add_argument("--warm-up", type=int, default=2, help="rounds of the corpus before memory is measured")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the corpus measured")
     args = parser.parse_args(argv)

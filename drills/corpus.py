@@ -18,9 +18,9 @@ from pathlib import Path
 import requests
 from PIL import Image
 
-from client.settings import Server
-from handler import ts_config
-from harness.images import decompression_bomb, encode, photo, rotated_jpeg, sixteen_bit_png
+from asl_serve.client.settings import Server
+from asl_serve.handler import ts_config
+from asl_serve.harness.images import decompression_bomb, encode, photo, rotated_jpeg, sixteen_bit_png
 
 PREDICTION = "prediction"
 NO_JSON = "(no JSON body)"

@@ -1,6 +1,6 @@
 """Worker faults under load: kill -9 a worker, freeze one past responseTimeout, and time the recovery.
 
-    python -m drills.faults [--kills 5] [--threads 4] [--response-timeout S] [--report reports/faults.md]
+    python -m asl_serve.drills.faults [--kills 5] [--threads 4] [--response-timeout S] [--report reports/faults.md]
 
 It starts its own TorchServe from config.properties (harness.server: free ports, a temporary copy
 of model_store/ with one worker per version, so each fault hits a version's only worker). While
@@ -23,16 +23,16 @@ from datetime import UTC, datetime
 import psutil
 import requests
 
-from client.rest import RestClient
-from client.settings import ClientError, Server
-from drills.processes import ONE_WORKER, worker_pids
-from handler import ts_config
-from harness.poll import poll
-from harness.reports import drill_parser, publish, verdict
-from harness.server import private_torchserve
-from harness.traffic import Traffic
-from layout import sample_photos
-from model.config import MODEL_NAME
+from asl_serve.client.rest import RestClient
+from asl_serve.client.settings import ClientError, Server
+from asl_serve.drills.processes import ONE_WORKER, worker_pids
+from asl_serve.handler import ts_config
+from asl_serve.harness.poll import poll
+from asl_serve.harness.reports import drill_parser, publish, verdict
+from asl_serve.harness.server import private_torchserve
+from asl_serve.harness.traffic import Traffic
+from asl_serve.layout import sample_photos
+from asl_serve.model.config import MODEL_NAME
 
 RECOVERY_LIMIT_S = 10  # the script's pass mark; the tests check losses, not time
 REPLACEMENT_TIMEOUT_S = 60
@@ -122,7 +122,7 @@ def report(kills: list[Kill], stuck: Stuck, response_timeout: int, problems: lis
     lines = [
         "# Worker faults under load",
         "",
-        f"`python -m drills.faults --kills {len(kills)} --threads {kills[0].traffic.threads}`, "
+        f"`python -m asl_serve.drills.faults --kills {len(kills)} --threads {kills[0].traffic.threads}`, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private {ts_config.torchserve()} "
         "started from config.properties. "
         f"{kills[0].traffic.threads} client threads (half REST, half gRPC) sent predictions to the default version "
@@ -144,7 +144,7 @@ def report(kills: list[Kill], stuck: Stuck, response_timeout: int, problems: lis
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = drill_parser("drills.faults", __doc__, "faults.md")
+    parser = drill_parser("asl_serve.drills.faults", __doc__, "faults.md")
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--response-timeout", type=int, help="seconds, instead of the archive's (30)")

@@ -24,8 +24,8 @@ import time
 import requests
 import yaml
 
-from harness.server import free_ports
-from layout import REPO, sample_photos
+from asl_serve.harness.server import free_ports
+from asl_serve.layout import REPO, sample_photos
 
 K8S = REPO / "deploy" / "k8s"
 ENGINE = REPO / "deploy" / "container" / "engine.sh"

@@ -2,7 +2,7 @@
 
 import psutil
 
-from client.rest import RestClient
+from asl_serve.client.rest import RestClient
 
 MB = 1024 * 1024
 MAX_GROWTH = 0.10  # the bar for a process's resident memory after its warm-up (0.10 is 10%)

@@ -1,6 +1,6 @@
 """Roll a freshly built version out and back while predictions flow, and count the requests that failed.
 
-    python -m drills.rollout [--version 1.1-int8] [--threads 4] [--dwell 3] [--report reports/rollout.md]
+    python -m asl_serve.drills.rollout [--version 1.1-int8] [--threads 4] [--dwell 3] [--report reports/rollout.md]
 
 It starts its own TorchServe (harness.server: free ports, a temporary copy of model_store/), so a
 `make serve` server is never touched. While client threads (half REST, half gRPC) send predictions to
@@ -17,15 +17,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from client.rest import RestClient
-from client.settings import ClientError, Server
-from handler import ts_config
-from handler.archive import VARIANTS, build
-from harness.reports import drill_parser, publish
-from harness.server import private_torchserve
-from harness.traffic import Traffic, wait_drained
-from layout import EXPORT_DIR
-from model.config import MODEL_NAME
+from asl_serve.client.rest import RestClient
+from asl_serve.client.settings import ClientError, Server
+from asl_serve.handler import ts_config
+from asl_serve.handler.archive import VARIANTS, build
+from asl_serve.harness.reports import drill_parser, publish
+from asl_serve.harness.server import private_torchserve
+from asl_serve.harness.traffic import Traffic, wait_drained
+from asl_serve.layout import EXPORT_DIR
+from asl_serve.model.config import MODEL_NAME
 
 
 @dataclass
@@ -72,7 +72,7 @@ def report(result: Rollout, batches: Counter) -> str:
         "# Roll-out under load",
         "",
         textwrap.fill(
-            f"`make rollout-demo` (`python -m drills.rollout`), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a "
+            f"`make rollout-demo` (`python -m asl_serve.drills.rollout`), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a "
             f"private {ts_config.torchserve()} (own ports, a temporary copy of model_store/). "
             f"{traffic.threads} client threads (half REST, half gRPC) sent predictions for the default "
             f"version of `{MODEL_NAME}` throughout, while a freshly built {result.version} was registered, made "
@@ -96,7 +96,7 @@ def report(result: Rollout, batches: Counter) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = drill_parser("drills.rollout", __doc__, "rollout.md")
+    parser = drill_parser("asl_serve.drills.rollout", __doc__, "rollout.md")
     parser.add_argument("--export-dir", type=Path, default=EXPORT_DIR, help="exported models")
     parser.add_argument("--version", default="1.1-int8", help="version of the freshly built int8 archive")
     parser.add_argument("--threads", type=int, default=4)

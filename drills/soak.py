@@ -1,6 +1,6 @@
 """Soak: Locust against a private TorchServe for a long run, watching failures, restarts and memory.
 
-    python -m drills.soak [--duration 10m] [--users 8] [--warm-up 60] [--report reports/soak.md]
+    python -m asl_serve.drills.soak [--duration 10m] [--users 8] [--warm-up 60] [--report reports/soak.md]
 
 It starts its own TorchServe from config.properties (harness.server: free ports, a
 temporary copy of model_store/) and runs the users of loadtests/locustfile.py (half REST, half gRPC)
@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from client.rest import RestClient
-from client.settings import Server
-from drills.processes import FIXED_HEAP, HEAP_MB, MAX_GROWTH, growth, resident_mb, worker_pids
-from handler import ts_config
-from harness.reports import drill_parser, publish, verdict
-from harness.server import private_torchserve
-from layout import REPORTS
-from loadtests.run import run_locust
-from model.config import MODEL_NAME
+from asl_serve.client.rest import RestClient
+from asl_serve.client.settings import Server
+from asl_serve.drills.processes import FIXED_HEAP, HEAP_MB, MAX_GROWTH, growth, resident_mb, worker_pids
+from asl_serve.handler import ts_config
+from asl_serve.harness.reports import drill_parser, publish, verdict
+from asl_serve.harness.server import private_torchserve
+from asl_serve.layout import REPORTS
+from asl_serve.loadtests.run import run_locust
+from asl_serve.model.config import MODEL_NAME
 
 
 @dataclass
@@ -121,7 +121,7 @@ def report(result: Soak) -> str:
     lines = [
         "# Soak",
         "",
-        f"`python -m drills.soak --duration {result.duration} --users {result.users} "
+        f"`python -m asl_serve.drills.soak --duration {result.duration} --users {result.users} "
         f"--warm-up {result.warm_up_s:.0f}`, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, on a private {ts_config.torchserve()} "
         "started from config.properties "
@@ -159,7 +159,7 @@ def report(result: Soak) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = drill_parser("drills.soak", __doc__, "soak.md")
+    parser = drill_parser("asl_serve.drills.soak", __doc__, "soak.md")
     parser.add_argument("--duration", default="10m", help="Locust run time, e.g. 60s or 10m")
     parser.add_argument("--users", type=int, default=8, help="concurrent users, half REST and half gRPC")
     parser.add_argument("--warm-up", type=float, default=60, help="seconds of load before memory is compared")

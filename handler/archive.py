@@ -1,13 +1,13 @@
 """The product's TorchServe archives (.mar), built from the exports: what `make archive` ships.
 
-    python -m handler.archive [--export-dir build/export] [--model-store model_store]    # `make archive`
-    python -m handler.archive --variant int8 --version 1.1-int8     # a roll-out: model_store/asl-1.1-int8.mar
+    python -m asl_serve.handler.archive [--export-dir build/export] [--model-store model_store]    # `make archive`
+    python -m asl_serve.handler.archive --variant int8 --version 1.1-int8     # a roll-out: model_store/asl-1.1-int8.mar
 
 Each archive holds the serialised model, the handler, the framework-independent core it needs (all of
-`model/`: code, hand models, landmark classifier, model card), index_to_name.json, model-config.yaml,
-metadata.json (variant, build time and commit, training sources) and, when present, reports/evaluation.json:
-what the handler adds to `describe ?customized=true`. Reading archives and deriving copies with other
-settings is tooling's (`harness.archives`).
+`model/`: code, hand models, landmark classifier, model card, as `asl_serve/model/` with the namespace's
+`__init__.py`), index_to_name.json, model-config.yaml, metadata.json (variant, build time and commit, training
+sources) and, when present, reports/evaluation.json: what the handler adds to `describe ?customized=true`.
+Reading archives and deriving copies with other settings is tooling's (`harness.archives`).
 """
 
 import argparse
@@ -21,14 +21,15 @@ from pathlib import Path
 
 import yaml
 
-from handler.asl_handler import EVALUATION, METADATA
-from layout import EXPORT_DIR, EXPORT_FILES, MODEL_STORE, REPO, REPORTS, git_commit, git_dirty
-from model.classes import CLASS_NAMES
-from model.config import MODEL_NAME
+from asl_serve.handler.asl_handler import EVALUATION, METADATA
+from asl_serve.layout import EXPORT_DIR, EXPORT_FILES, MODEL_STORE, REPO, REPORTS, git_commit, git_dirty
+from asl_serve.model.classes import CLASS_NAMES
+from asl_serve.model.config import MODEL_NAME
 
 HANDLER = REPO / "handler" / "asl_handler.py"
 HANDLER_CONFIG = REPO / "handler" / "model-config.yaml"
 CORE_DIR = REPO / "model"  # shipped whole: it holds only what serving needs (training's code and weights: training/)
+NAMESPACE = REPO / "asl_serve" / "__init__.py"  # shipped beside it: the worker imports asl_serve.model from the archive
 # The variants that are served, each as a version of `asl`: variant -> (exported file, version)
 VARIANTS = {variant: (EXPORT_FILES[variant], version)
             for variant, version in {"fp32": "1.0-fp32", "int8": "1.0-int8", "onnx-int8": "1.0-onnx"}.items()}
@@ -95,7 +96,8 @@ def build(serialized: Path, variant: str, target: Path, version: str | None = No
     """The archive of one exported variant with our handler and core, served as `version` (default: the variant's)."""
     with tempfile.TemporaryDirectory() as tmp:
         extra = Path(tmp) / "extra"
-        shutil.copytree(CORE_DIR, extra / "model", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(CORE_DIR, extra / "asl_serve" / "model", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy2(NAMESPACE, extra / "asl_serve")
         write_labels(extra)
         (extra / METADATA).write_text(json.dumps(build_metadata(variant), indent=1))
         if evaluation.exists():  # the handler serves this variant's entry, or says the file was missing

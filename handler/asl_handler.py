@@ -24,13 +24,13 @@ from pathlib import Path
 from ts.metrics.dimension import Dimension
 from ts.metrics.metric_type_enum import MetricTypes
 
-from model.classes import CLASS_NAMES
-from model.config import DEFAULT_TOP_K, PREPROCESS
-from model.decode import CorruptImage, EmptyImage, ImageError, ImageTooLarge, NotAnImage
-from model.explain import explain
-from model.hands import BadHint, parse_hint
-from model.pipeline import BatchResult, Classifier, HandReader, elapsed_ms
-from model.runtime import load_model, use_threads
+from asl_serve.model.classes import CLASS_NAMES
+from asl_serve.model.config import DEFAULT_TOP_K, PREPROCESS
+from asl_serve.model.decode import CorruptImage, EmptyImage, ImageError, ImageTooLarge, NotAnImage
+from asl_serve.model.explain import explain
+from asl_serve.model.hands import BadHint, parse_hint
+from asl_serve.model.pipeline import BatchResult, Classifier, HandReader, elapsed_ms
+from asl_serve.model.runtime import load_model, use_threads
 
 logger = logging.getLogger(__name__)
 

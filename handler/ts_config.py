@@ -9,7 +9,7 @@ import re
 from importlib.metadata import version
 from pathlib import Path
 
-from layout import CONFIG_PROPERTIES
+from asl_serve.layout import CONFIG_PROPERTIES
 
 CONTINUATION = re.compile(r"\\\n\s*")
 

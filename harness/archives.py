@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from handler.archive import CONFIG, LABELS, MANIFEST
-from model import runtime
+from asl_serve.handler.archive import CONFIG, LABELS, MANIFEST
+from asl_serve.model import runtime
 
 
 def read_member(mar: Path, name: str) -> bytes:

@@ -15,9 +15,9 @@ import numpy as np
 import requests
 from PIL import Image
 
-from client.settings import Server
-from harness.poll import poll
-from harness.server import free_ports
+from asl_serve.client.settings import Server
+from asl_serve.harness.poll import poll
+from asl_serve.harness.server import free_ports
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -58,7 +58,8 @@ def launch(playwright, video: Path):
 
 @contextmanager
 def running_demo(server: Server, log: Path) -> Iterator[str]:
-    """`python -m demo run` on a free port, pointed at `server`: its URL once it serves the page; stopped on exit.
+    """`python -m asl_serve.demo run` on a free port, pointed at `server`: its URL once it serves the page, stopped
+    on exit.
 
     RuntimeError with the demo's output if it exits or does not serve the page in time.
     """
@@ -66,7 +67,7 @@ def running_demo(server: Server, log: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "demo", "run", "--port", str(port)],
+            [sys.executable, "-m", "asl_serve.demo", "run", "--port", str(port)],
             env={**os.environ, **server.env()}, stdout=out, stderr=subprocess.STDOUT,
         )
     try:  # until it serves the page, or has exited

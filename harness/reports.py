@@ -4,7 +4,7 @@ the exit status that says whether it passed."""
 import argparse
 from pathlib import Path
 
-from layout import MODEL_STORE, REPORTS
+from asl_serve.layout import MODEL_STORE, REPORTS
 
 
 def drill_parser(module: str, doc: str | None, report: str) -> argparse.ArgumentParser:

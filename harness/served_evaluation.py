@@ -1,6 +1,6 @@
 """The evaluation of training.evaluate through a served model: each image one REST request.
 
-    python -m harness.served_evaluation --url http://127.0.0.1:8080 [--version 1.0-int8 --version 1.0-fp32]
+    python -m asl_serve.harness.served_evaluation --url http://127.0.0.1:8080 [--version 1.0-int8 --version 1.0-fp32]
         [--data DIR ...] [--report reports/evaluation-served.md]
 
 Same sets, same loop and same report as in process (`make evaluate URL=... VERSION=...`), so the two can be
@@ -14,12 +14,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from client.rest import RestClient
-from client.settings import ImageRejected, Server
-from layout import KEY_FILE, REPORTS
-from model.classes import CLASS_NAMES
-from training.dataset import Sample
-from training.evaluate import NO_ANSWER, Answers, Predictor, run
+from asl_serve.client.rest import RestClient
+from asl_serve.client.settings import ImageRejected, Server
+from asl_serve.layout import KEY_FILE, REPORTS
+from asl_serve.model.classes import CLASS_NAMES
+from asl_serve.training.dataset import Sample
+from asl_serve.training.evaluate import NO_ANSWER, Answers, Predictor, run
 
 
 def served(url: str, version: str | None, key_file: Path) -> Predictor:
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=REPORTS / "evaluation-served.md")
     args = parser.parse_args()
     predictors = {f"served {v or 'default'}": served(args.url, v, args.key_file) for v in args.version or [None]}
-    run(predictors, args.data, "python -m harness.served_evaluation " + " ".join(sys.argv[1:]), args.report)
+    run(predictors, args.data, "python -m asl_serve.harness.served_evaluation " + " ".join(sys.argv[1:]), args.report)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import psutil
 
-from client.rest import RestClient
-from client.settings import STARTUP_TIMEOUT_S, Server
-from handler import ts_config
-from harness.archives import derive
-from layout import CONFIG_PROPERTIES, LOG_CONFIG, MODEL_STORE, allocator_env
+from asl_serve.client.rest import RestClient
+from asl_serve.client.settings import STARTUP_TIMEOUT_S, Server
+from asl_serve.handler import ts_config
+from asl_serve.harness.archives import derive
+from asl_serve.layout import CONFIG_PROPERTIES, LOG_CONFIG, MODEL_STORE, allocator_env
 
 PORT_KEYS = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
 JVM_EXIT_TIMEOUT_S = 30  # after `torchserve --stop`, before the JVM is terminated directly

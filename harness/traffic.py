@@ -11,11 +11,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from client.grpc_client import GrpcClient
-from client.rest import RestClient
-from client.settings import Server
-from harness.poll import poll
-from layout import sample_photos
+from asl_serve.client.grpc_client import GrpcClient
+from asl_serve.client.rest import RestClient
+from asl_serve.client.settings import Server
+from asl_serve.harness.poll import poll
+from asl_serve.layout import sample_photos
 
 DRAIN_TIMEOUT_S = 30
 

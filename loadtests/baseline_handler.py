@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from ts.torch_handler.base_handler import BaseHandler
 
-from model.config import DEFAULT_TOP_K, PREPROCESS
+from asl_serve.model.config import DEFAULT_TOP_K, PREPROCESS
 
 SIZE = PREPROCESS.image_size
 MEAN = np.array(PREPROCESS.mean, dtype=np.float32)

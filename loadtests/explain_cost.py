@@ -1,6 +1,6 @@
 """What an occlusion explanation costs next to a prediction, measured on real photos in process.
 
-    python -m loadtests.explain_cost [--variants fp32 int8] [--count 12] [--images DIR]
+    python -m asl_serve.loadtests.explain_cost [--variants fp32 int8] [--count 12] [--images DIR]
         [--report reports/explain_cost.md]
 
 Loads each archive's TorchScript model as the handler does, with the PyTorch thread count of
@@ -17,14 +17,14 @@ from pathlib import Path
 
 import torch
 
-from handler.archive import VARIANTS, shipped_archive, shipped_settings
-from harness.archives import load_model
-from layout import REPO, REPORTS
-from loadtests.images import DEFAULT_IMAGES, image_paths
-from model.config import PREPROCESS
-from model.explain import OCCLUSION, explain
-from model.pipeline import Classifier, elapsed_ms
-from model.runtime import use_threads
+from asl_serve.handler.archive import VARIANTS, shipped_archive, shipped_settings
+from asl_serve.harness.archives import load_model
+from asl_serve.layout import REPO, REPORTS
+from asl_serve.loadtests.images import DEFAULT_IMAGES, image_paths
+from asl_serve.model.config import PREPROCESS
+from asl_serve.model.explain import OCCLUSION, explain
+from asl_serve.model.pipeline import Classifier, elapsed_ms
+from asl_serve.model.runtime import use_threads
 
 
 class CountingModel:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Explanation cost",
         "",
-        f"`python -m loadtests.explain_cost --count {args.count}`: {len(photos)} photos from "
+        f"`python -m asl_serve.loadtests.explain_cost --count {args.count}`: {len(photos)} photos from "
         f"`{args.images.relative_to(REPO)}`, in process, {threads} PyTorch thread(s) as "
         "handler/model-config.yaml sets, one request at a time. An explanation is an occlusion map "
         f"(`model/explain.py`): a {OCCLUSION.patch}-pixel grey patch at a stride of {OCCLUSION.stride} "

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from layout import SAMPLES
-from model.classes import IMAGE_SUFFIXES
+from asl_serve.layout import SAMPLES
+from asl_serve.model.classes import IMAGE_SUFFIXES
 
 DEFAULT_IMAGES = SAMPLES
 

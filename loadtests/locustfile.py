@@ -21,10 +21,10 @@ import grpc
 import grpc.experimental.gevent as grpc_gevent
 from locust import FastHttpUser, User, constant, events, task
 
-from client.grpc_client import inference_pb2, inference_pb2_grpc
-from client.settings import Server
-from loadtests.images import DEFAULT_IMAGES, image_paths
-from model.config import MODEL_NAME
+from asl_serve.client.grpc_client import inference_pb2, inference_pb2_grpc
+from asl_serve.client.settings import Server
+from asl_serve.loadtests.images import DEFAULT_IMAGES, image_paths
+from asl_serve.model.config import MODEL_NAME
 
 grpc_gevent.init_gevent()  # gRPC calls must yield to the other users, like Locust's own HTTP clients
 

@@ -1,6 +1,6 @@
 """Where a request's time goes inside the handler: a torch.profiler trace of each stage on real photos.
 
-    python -m loadtests.profile_stages [--variant int8] [--batches 1 8] [--rounds 3] [--images DIR]
+    python -m asl_serve.loadtests.profile_stages [--variant int8] [--batches 1 8] [--rounds 3] [--images DIR]
         [--report reports/profile.md] [--trace-dir build/profile]
 
 Runs the handler's own pipeline, `model.pipeline.Classifier.classify` on the archive's model, which
@@ -23,15 +23,15 @@ import torch
 from PIL import Image
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from handler.archive import VARIANTS, shipped_archive, shipped_settings
-from harness.archives import labels, load_model
-from harness.images import encode
-from layout import REPO, REPORTS
-from loadtests.baseline_handler import BaselineHandler
-from loadtests.images import DEFAULT_IMAGES, image_paths
-from model.config import PREPROCESS
-from model.pipeline import STAGES, Classifier, HandReader, elapsed_ms
-from model.runtime import use_threads
+from asl_serve.handler.archive import VARIANTS, shipped_archive, shipped_settings
+from asl_serve.harness.archives import labels, load_model
+from asl_serve.harness.images import encode
+from asl_serve.layout import REPO, REPORTS
+from asl_serve.loadtests.baseline_handler import BaselineHandler
+from asl_serve.loadtests.images import DEFAULT_IMAGES, image_paths
+from asl_serve.model.config import PREPROCESS
+from asl_serve.model.pipeline import STAGES, Classifier, HandReader, elapsed_ms
+from asl_serve.model.runtime import use_threads
 
 LARGE = (4000, 3000)  # a 12-megapixel phone photo
 BASELINE = ("decode + resize + normalise (Pillow, NumPy)", "inference", "postprocess")
@@ -110,7 +110,7 @@ def tables(profile: Profile) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m loadtests.profile_stages", description=__doc__,
+        prog="python -m asl_serve.loadtests.profile_stages", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="int8")
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline.model = model
     baseline.mapping = labels(mar)
     photos = [path.read_bytes() for path in image_paths(args.images)]
-    command = " ".join(["python -m loadtests.profile_stages", *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join(["python -m asl_serve.loadtests.profile_stages", *(argv if argv is not None else sys.argv[1:])])
     images, traces = args.images.resolve(), args.trace_dir.resolve()
     lines = [
         "# Time per stage inside the handler",

@@ -1,6 +1,6 @@
 """Load-test a running TorchServe with the Locust users (REST and gRPC) and summarise the run.
 
-    python -m loadtests.run [--users 4] [--duration 20s] [--images DIR] [--model-version V] [--out DIR]
+    python -m asl_serve.loadtests.run [--users 4] [--duration 20s] [--images DIR] [--model-version V] [--out DIR]
 
 The server is `make serve`'s (key_file.json in the repo root) unless the ASL_* environment variables
 point elsewhere. Users are split evenly between REST and gRPC. Writes Locust's CSVs (locust_*.csv)
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from client.rest import RestClient
-from client.settings import ClientError, Server
-from layout import REPORTS
-from loadtests.images import DEFAULT_IMAGES, image_paths
+from asl_serve.client.rest import RestClient
+from asl_serve.client.settings import ClientError, Server
+from asl_serve.layout import REPORTS
+from asl_serve.loadtests.images import DEFAULT_IMAGES, image_paths
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
 PREFIX = "locust"  # locust_stats.csv, locust_failures.csv, ..., locust.json
@@ -103,7 +103,8 @@ def summary(out: Path, server: Server, users: int, duration: str, images: Path, 
     lines = [
         "# Load test",
         "",
-        f"`python -m loadtests.run --users {users} --duration {duration}`, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC,",
+        f"`python -m asl_serve.loadtests.run --users {users} --duration {duration}`, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC,",
         f"against {server.inference_url} (REST) and {server.grpc_inference} (gRPC), model version "
         f"{version or 'default'}, {len(image_paths(images))} photos from {images}. Each user sends its next "
         "photo as soon as the last is answered; users are split evenly between REST and gRPC.",
@@ -122,9 +123,8 @@ def summary(out: Path, server: Server, users: int, duration: str, images: Path, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtests.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(prog="python -m asl_serve.loadtests.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=4, help="concurrent users, half REST and half gRPC")
     parser.add_argument("--duration", default="20s", help="Locust run time, e.g. 20s or 2m")
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES, help="folder of photos to post")

@@ -1,6 +1,6 @@
 """How well the live page spells for people the model never saw: real Chromium, a fake camera, default settings.
 
-    python -m loadtests.spelling [--sets test|validation] [--only SET ...] [--hold 1.5] [--report FILE]
+    python -m asl_serve.loadtests.spelling [--sets test|validation] [--only SET ...] [--hold 1.5] [--report FILE]
 
 For each signer-disjoint `test/` split (with `--sets validation`: each source's validation blocks), one
 photo per letter is chosen by position (the middle file of its class folder in name order), never by
@@ -34,16 +34,16 @@ from playwright.sync_api import sync_playwright
 from rapidfuzz.distance import Levenshtein
 from tqdm import tqdm
 
-from harness.browser import launch, running_demo, write_y4m
-from harness.server import private_torchserve
-from layout import REPORTS, SHARED_DATA
-from model.classes import CLASS_NAMES, NOTHING
-from model.decode import decode_image
-from model.hands import HandLandmarker, tracking_roi
-from model.pipeline import elapsed_ms
-from training.arms_length import Framing, place
-from training.config import TrainConfig, test_sets
-from training.dataset import Sample, scan, split_by_blocks
+from asl_serve.harness.browser import launch, running_demo, write_y4m
+from asl_serve.harness.server import private_torchserve
+from asl_serve.layout import REPORTS, SHARED_DATA
+from asl_serve.model.classes import CLASS_NAMES, NOTHING
+from asl_serve.model.decode import decode_image
+from asl_serve.model.hands import HandLandmarker, tracking_roi
+from asl_serve.model.pipeline import elapsed_ms
+from asl_serve.training.arms_length import Framing, place
+from asl_serve.training.config import TrainConfig, test_sets
+from asl_serve.training.dataset import Sample, scan, split_by_blocks
 
 WORDS = ("HELLO", "WORLD")
 FPS = 10  # the video's frame rate: the page sends at most 10 frames/s
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                 tracking += tracking_cost([s for s, label in zip(segments, labels, strict=True) if label != NOTHING],
                                           landmarker)
     grid_lines, best = choose(runs, grid) if grid else ([], None)
-    command = "python -m loadtests.spelling" + " ".join(["", *(argv if argv is not None else sys.argv[1:])])
+    command = "python -m asl_serve.loadtests.spelling" + " ".join(["", *(argv if argv is not None else sys.argv[1:])])
     screenshots = shots.name if shots else None
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(render(runs, args.sets, args.hold, defaults, command.strip(), grid_lines, tracking, screenshots))

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from model.config import PREPROCESS
+from asl_serve.model.config import PREPROCESS
 
 EXIF_ORIENTATION = 0x0112
 JPEG_END = b"\xff\xd9"

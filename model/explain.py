@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from model.classes import CLASS_NAMES
-from model.config import PREPROCESS, PreprocessConfig
-from model.decode import ImageError
-from model.pipeline import BatchResult, Classifier, timed
-from model.preprocess import cnn_input, hand_square, normalize_batch
+from asl_serve.model.classes import CLASS_NAMES
+from asl_serve.model.config import PREPROCESS, PreprocessConfig
+from asl_serve.model.decode import ImageError
+from asl_serve.model.pipeline import BatchResult, Classifier, timed
+from asl_serve.model.preprocess import cnn_input, hand_square, normalize_batch
 
 HEATMAP_MAX_ALPHA = 190  # the hottest pixel of the overlay still lets the photo show through
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from model.classes import CLASS_NAMES
-from model.hands import MIDDLE_MCP, WRIST
+from asl_serve.model.classes import CLASS_NAMES
+from asl_serve.model.hands import MIDDLE_MCP, WRIST
 
 HAND_SHAPE_WEIGHTS = Path(__file__).resolve().parent / "weights" / "asl_hand_shape.pt"
 FEATURES = 21 * 3

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from ai_edge_litert.interpreter import Interpreter
 
-from model.config import HANDS, HandsConfig
+from asl_serve.model.config import HANDS, HandsConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 # Landmark indices: the hand's up direction runs from the wrist towards the knuckles.

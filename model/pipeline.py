@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from torch.profiler import record_function
 
-from model.config import DEFAULT_TOP_K, PREPROCESS, PreprocessConfig
-from model.decode import ImageError, decode_image
-from model.hand_shape import HandShapeNet, fuse_where_found, hand_features, load_hand_shape
-from model.hands import Hand, HandLandmarker, Roi
-from model.postprocess import top_k_answers
-from model.preprocess import cnn_input, normalize_batch
+from asl_serve.model.config import DEFAULT_TOP_K, PREPROCESS, PreprocessConfig
+from asl_serve.model.decode import ImageError, decode_image
+from asl_serve.model.hand_shape import HandShapeNet, fuse_where_found, hand_features, load_hand_shape
+from asl_serve.model.hands import Hand, HandLandmarker, Roi
+from asl_serve.model.postprocess import top_k_answers
+from asl_serve.model.preprocess import cnn_input, normalize_batch
 
 STAGES = ("decode", "hands", "preprocess", "inference", "postprocess")  # what `Classifier.classify` times, in order
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from model.classes import CLASS_NAMES
+from asl_serve.model.classes import CLASS_NAMES
 
 
 def top_k_answers(logits: torch.Tensor, k: int | list[int], names: tuple[str, ...] = CLASS_NAMES) -> list[dict]:

@@ -11,8 +11,8 @@ import kornia
 import kornia_rs
 import torch
 
-from model.config import PREPROCESS, PreprocessConfig
-from model.decode import decode_image
+from asl_serve.model.config import PREPROCESS, PreprocessConfig
+from asl_serve.model.decode import decode_image
 
 
 def resize_image(image: torch.Tensor, config: PreprocessConfig = PREPROCESS) -> torch.Tensor:

@@ -10,13 +10,13 @@ import requests
 import torch
 from prometheus_client.parser import text_string_to_metric_families
 
-from client.rest import RestClient
-from client.settings import Server
-from handler.archive import VARIANTS, shipped_archive
-from harness.server import private_torchserve
-from layout import EXPORT_DIR, EXPORT_FILES, MODEL_STORE, ROBOFLOW_SAMPLES, SAMPLES, SHARED_DATA
-from model.decode import decode_image
-from model.runtime import load_model
+from asl_serve.client.rest import RestClient
+from asl_serve.client.settings import Server
+from asl_serve.handler.archive import VARIANTS, shipped_archive
+from asl_serve.harness.server import private_torchserve
+from asl_serve.layout import EXPORT_DIR, EXPORT_FILES, MODEL_STORE, ROBOFLOW_SAMPLES, SAMPLES, SHARED_DATA
+from asl_serve.model.decode import decode_image
+from asl_serve.model.runtime import load_model
 
 SHARED = SHARED_DATA
 ARCHIVES = tuple(shipped_archive(variant).name for variant in sorted(VARIANTS))

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from client.__main__ import build_parser
-from client.settings import Server
-from harness.server import free_ports
-from layout import REPO, SAMPLES
+from asl_serve.client.__main__ import build_parser
+from asl_serve.client.settings import Server
+from asl_serve.harness.server import free_ports
+from asl_serve.layout import REPO, SAMPLES
 
 CLASSES = ("A", "B", "space")
 CONSOLE_SCRIPT = Path(sys.executable).parent / "asl"
@@ -24,7 +24,7 @@ CONSOLE_SCRIPT = Path(sys.executable).parent / "asl"
 
 def asl(server: Server | None, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "client", *args], cwd=REPO, capture_output=True, text=True, timeout=180,
+        [sys.executable, "-m", "asl_serve.client", *args], cwd=REPO, capture_output=True, text=True, timeout=180,
         env={**os.environ, **(server.env() if server else {}), **(env or {})},
     )
 
@@ -66,7 +66,7 @@ def test_folders_are_searched_and_a_bad_file_does_not_stop_the_run(torchserve, p
 def test_ctrl_c_ends_a_folder_run_with_its_summary_and_130(torchserve, transport):
     """Interrupted after its first answer, a run over every committed sample prints what it has done."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "client", "predict", str(SAMPLES), *transport], cwd=REPO, text=True,
+        [sys.executable, "-m", "asl_serve.client", "predict", str(SAMPLES), *transport], cwd=REPO, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **torchserve.server.env()},
     )
     first_row = process.stdout.readline()  # one image answered: the run is under way

@@ -17,10 +17,10 @@ import pytest
 import requests
 import yaml
 
-from handler import ts_config
-from harness.server import free_ports
-from layout import REPO, SAMPLES
-from model.config import MODEL_NAME
+from asl_serve.handler import ts_config
+from asl_serve.harness.server import free_ports
+from asl_serve.layout import REPO, SAMPLES
+from asl_serve.model.config import MODEL_NAME
 
 ENGINE_SH = REPO / "deploy" / "container" / "engine.sh"
 IMAGE = "asl-serve:0.1.0"

@@ -4,11 +4,11 @@ import itertools
 
 import pytest
 
-from model.classes import CLASS_NAMES, class_from_folder
-from model.config import PREPROCESS
+from asl_serve.model.classes import CLASS_NAMES, class_from_folder
+from asl_serve.model.config import PREPROCESS
+from asl_serve.training.config import SplitConfig
+from asl_serve.training.dataset import load_images, scan, source_name, split_by_blocks
 from tests.conftest import copy_sample
-from training.config import SplitConfig
-from training.dataset import load_images, scan, source_name, split_by_blocks
 
 
 def test_folder_names_map_case_insensitively():

@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.images import decompression_bomb, encode, photo, rotated_jpeg, sixteen_bit_png
-from layout import sample_photos
-from model.decode import DCT_MIN_SIDE, CorruptImage, EmptyImage, ImageTooLarge, NotAnImage, decode_image
-from model.preprocess import resize_image
+from asl_serve.harness.images import decompression_bomb, encode, photo, rotated_jpeg, sixteen_bit_png
+from asl_serve.layout import sample_photos
+from asl_serve.model.decode import DCT_MIN_SIDE, CorruptImage, EmptyImage, ImageTooLarge, NotAnImage, decode_image
+from asl_serve.model.preprocess import resize_image
 
 PATH = sample_photos()[0][0]
 

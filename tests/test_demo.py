@@ -16,16 +16,16 @@ import yaml
 from PIL import Image
 from rapidfuzz.distance import Levenshtein
 
-from client.settings import Server
-from harness.browser import CHROMIUM, launch, running_demo, write_y4m
-from harness.images import encode
-from harness.server import free_ports
-from layout import SAMPLES
-from loadtests.spelling import with_gaps
+from asl_serve.client.settings import Server
+from asl_serve.harness.browser import CHROMIUM, launch, running_demo, write_y4m
+from asl_serve.harness.images import encode
+from asl_serve.harness.server import free_ports
+from asl_serve.layout import SAMPLES
+from asl_serve.loadtests.spelling import with_gaps
+from asl_serve.training.arms_length import to_pil
 from tests.conftest import MARKED as HAND_BOXES
 from tests.conftest import ROBOFLOW as HANDS
 from tests.conftest import hottest_cells, room_without_the_hand
-from training.arms_length import to_pil
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = SAMPLES
@@ -391,7 +391,7 @@ def test_compose_runs_the_demo_on_host_loopback_with_torchserves_keys():
     services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
     demo = services["demo"]
     assert demo["ports"] == ["127.0.0.1:${ASL_DEMO_PORT:-8000}:8000"]  # 8000 unless moved
-    assert demo["command"][:4] == ["python", "-m", "demo", "run"]
+    assert demo["command"][:4] == ["python", "-m", "asl_serve.demo", "run"]
     assert demo["depends_on"]["torchserve"]["condition"] == "service_healthy"
     key_dir = dict(volume.split(":")[:2] for volume in demo["volumes"])["torchserve-state"]
     assert demo["environment"]["ASL_KEY_FILE"] == f"{key_dir}/key_file.json"

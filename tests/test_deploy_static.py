@@ -24,10 +24,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from handler import ts_config
-from handler.archive import VARIANTS, shipped_settings
-from layout import CONFIG_PROPERTIES, MODEL_STORE, REPO, allocator_env
-from model.config import MODEL_NAME
+from asl_serve.handler import ts_config
+from asl_serve.handler.archive import VARIANTS, shipped_settings
+from asl_serve.layout import CONFIG_PROPERTIES, MODEL_STORE, REPO, allocator_env
+from asl_serve.model.config import MODEL_NAME
 
 DOCKERFILE = REPO / "Dockerfile"
 COMPOSE = REPO / "docker-compose.yml"

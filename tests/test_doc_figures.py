@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from layout import REPO
+from asl_serve.layout import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "model" / "MODEL_CARD.md"]
 UNIT = r"(%|ms\b|\N{MULTIPLICATION SIGN}|x\b|times\b|req/s|requests/s|images/s|frames/s)"

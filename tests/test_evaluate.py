@@ -7,12 +7,12 @@ import sys
 import pytest
 import torch
 
-from handler.archive import VARIANTS
-from harness.served_evaluation import served
-from layout import EXPORT_DIR, REPO, SAMPLE_SETS
-from model.hand_shape import load_hand_shape
+from asl_serve.handler.archive import VARIANTS
+from asl_serve.harness.served_evaluation import served
+from asl_serve.layout import EXPORT_DIR, REPO, SAMPLE_SETS
+from asl_serve.model.hand_shape import load_hand_shape
+from asl_serve.training.evaluate import evaluate, in_process, named_sets
 from tests.conftest import exported
-from training.evaluate import evaluate, in_process, named_sets
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_loop_counts_add_up(sample_sets):
 def test_command_writes_every_set_and_variant_and_a_figure_each(tmp_path, sample_sets):
     report = tmp_path / "evaluation.md"
     data = [arg for root in SAMPLE_SETS for arg in ("--data", str(root))]
-    subprocess.run([sys.executable, "-m", "training.evaluate", *data, "--variants", "int8", "fp32", "eager",
+    subprocess.run([sys.executable, "-m", "asl_serve.training.evaluate", *data, "--variants", "int8", "fp32", "eager",
                     "--export-dir", str(EXPORT_DIR), "--report", str(report)], check=True, cwd=REPO, timeout=300)
     summary = json.loads(report.with_suffix(".json").read_text())  # what the archives pack for `describe`
     assert list(summary) == ["int8", "fp32", "eager"]

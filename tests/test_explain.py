@@ -8,12 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from loadtests.explain_cost import CountingModel
-from model.config import PREPROCESS
-from model.decode import CorruptImage, EmptyImage, decode_image
-from model.explain import OCCLUSION, OcclusionConfig, cell_scores, explain, heatmap_png
-from model.pipeline import Classifier, HandReader
-from model.preprocess import cnn_input, normalize_batch
+from asl_serve.loadtests.explain_cost import CountingModel
+from asl_serve.model.config import PREPROCESS
+from asl_serve.model.decode import CorruptImage, EmptyImage, decode_image
+from asl_serve.model.explain import OCCLUSION, OcclusionConfig, cell_scores, explain, heatmap_png
+from asl_serve.model.pipeline import Classifier, HandReader
+from asl_serve.model.preprocess import cnn_input, normalize_batch
 from tests.conftest import MARKED as HAND_BOXES
 from tests.conftest import ROBOFLOW as HANDS
 from tests.conftest import SAMPLES, exported, hottest_cells

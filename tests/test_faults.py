@@ -1,18 +1,18 @@
 """Faults, against a real TorchServe of this module's own: a killed worker, a frozen one, a restart.
 
 The default version's archive is a copy whose responseTimeout is 2 s instead of 30, so a frozen worker
-is given up on quickly; `python -m drills.faults` runs the same checks longer, with the real timeout.
+is given up on quickly; `python -m asl_serve.drills.faults` runs the same checks longer, with the real timeout.
 """
 
 import psutil
 import pytest
 
-from client.rest import RestClient
-from drills.faults import freeze_worker, kill_under_load
-from drills.processes import ONE_WORKER, worker_pids
-from harness.poll import poll
-from harness.server import private_torchserve
-from layout import sample_photos
+from asl_serve.client.rest import RestClient
+from asl_serve.drills.faults import freeze_worker, kill_under_load
+from asl_serve.drills.processes import ONE_WORKER, worker_pids
+from asl_serve.harness.poll import poll
+from asl_serve.harness.server import private_torchserve
+from asl_serve.layout import sample_photos
 from tests.conftest import VERSIONS
 
 RESPONSE_TIMEOUT_S = 2

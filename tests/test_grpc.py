@@ -12,11 +12,11 @@ import grpc
 import pytest
 from google.protobuf import empty_pb2
 
-from client.grpc_client import GrpcClient
-from client.proto import inference_pb2, inference_pb2_grpc
-from client.settings import ClientError, ImageRejected
-from harness.server import free_ports
-from layout import REPO, sample_photos
+from asl_serve.client.grpc_client import GrpcClient
+from asl_serve.client.proto import inference_pb2, inference_pb2_grpc
+from asl_serve.client.settings import ClientError, ImageRejected
+from asl_serve.harness.server import free_ports
+from asl_serve.layout import REPO, sample_photos
 from tests.conftest import VERSIONS
 
 IMAGE, LABEL = sample_photos()[0]
@@ -92,7 +92,7 @@ def test_a_corrupt_image_is_an_ok_status_with_the_error_json(torchserve, stub, g
     with pytest.raises(ImageRejected, match="422 CorruptImage"):
         grpc_client.predict(corrupt)
     done = subprocess.run(
-        [sys.executable, "-m", "client", "--grpc", "predict", str(corrupt)], cwd=REPO,
+        [sys.executable, "-m", "asl_serve.client", "--grpc", "predict", str(corrupt)], cwd=REPO,
         env={**os.environ, **torchserve.server.env()}, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 1
@@ -157,7 +157,7 @@ def test_server_down_is_one_clear_error(torchserve):
 def test_cli_predicts_over_grpc(torchserve):
     command = ["predict", str(IMAGE), "--grpc", "--version", "1.0-fp32", "--top-k", "2"]
     done = subprocess.run(
-        [sys.executable, "-m", "client", *command], cwd=REPO, env={**os.environ, **torchserve.server.env()},
+        [sys.executable, "-m", "asl_serve.client", *command], cwd=REPO, env={**os.environ, **torchserve.server.env()},
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 0, done.stderr

@@ -7,12 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-from model.classes import CLASS_NAMES
-from model.hand_shape import fuse, hand_features, load_hand_shape
-from model.hands import HandLandmarker
+from asl_serve.model.classes import CLASS_NAMES
+from asl_serve.model.hand_shape import fuse, hand_features, load_hand_shape
+from asl_serve.model.hands import HandLandmarker
+from asl_serve.training.arms_length import Framing, place, to_pil
+from asl_serve.training.hand_shape import HandShapeConfig, augment, train_hand_shape
 from tests.conftest import MARKED, photo
-from training.arms_length import Framing, place, to_pil
-from training.hand_shape import HandShapeConfig, augment, train_hand_shape
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.hands import (
+from asl_serve.model.hands import (
     BadHint,
     Hand,
     HandLandmarker,
@@ -18,7 +18,7 @@ from model.hands import (
     up_angle,
     weighted_nms,
 )
-from model.preprocess import crop_to_hand, hand_square
+from asl_serve.model.preprocess import crop_to_hand, hand_square
 from tests.conftest import MARKED, photo, room_without_the_hand
 
 

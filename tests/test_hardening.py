@@ -17,15 +17,15 @@ import psutil
 import pytest
 import requests
 
-from client.rest import RestClient
-from client.settings import ClientError
-from drills.bad_inputs import run_corpus
-from drills.corpus import NO_JSON, table
-from drills.processes import FIXED_HEAP, MAX_GROWTH, ONE_WORKER, frontend, worker_pids
-from drills.soak import Sample, Soak
-from harness.images import encode, photo
-from harness.server import private_torchserve
-from layout import REPO, allocator_env, sample_photos
+from asl_serve.client.rest import RestClient
+from asl_serve.client.settings import ClientError
+from asl_serve.drills.bad_inputs import run_corpus
+from asl_serve.drills.corpus import NO_JSON, table
+from asl_serve.drills.processes import FIXED_HEAP, MAX_GROWTH, ONE_WORKER, frontend, worker_pids
+from asl_serve.drills.soak import Sample, Soak
+from asl_serve.harness.images import encode, photo
+from asl_serve.harness.server import private_torchserve
+from asl_serve.layout import REPO, allocator_env, sample_photos
 from tests.conftest import VERSIONS
 
 # Answered by TorchServe's frontend before our handler sees the request; docs/security.md says so.
@@ -184,7 +184,7 @@ def test_make_stop_stops_only_this_checkouts_server(private_server, tmp_path):
 def test_the_cli_rotates_a_key_and_says_where_it_went(private_server):
     server = private_server.server
     before = json.loads(server.key_file.read_text())
-    done = subprocess.run([sys.executable, "-m", "client", "rotate-key", "management"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "asl_serve.client", "rotate-key", "management"], capture_output=True,
                           text=True, timeout=60, env={**os.environ, **server.env()})
     assert done.returncode == 0, done.stderr
     assert f"new management key written to {server.key_file}" in done.stdout

@@ -14,13 +14,13 @@ import zipfile
 import pytest
 import yaml
 
-from client.settings import Server
-from handler.archive import CONFIG, MANIFEST, shipped_archive
-from harness.archives import derive, model_config
-from harness.server import free_ports, private_torchserve
-from layout import REPO, sample_photos
-from loadtests.profile_stages import BASELINE
-from model.pipeline import STAGES
+from asl_serve.client.settings import Server
+from asl_serve.handler.archive import CONFIG, MANIFEST, shipped_archive
+from asl_serve.harness.archives import derive, model_config
+from asl_serve.harness.server import free_ports, private_torchserve
+from asl_serve.layout import REPO, sample_photos
+from asl_serve.loadtests.profile_stages import BASELINE
+from asl_serve.model.pipeline import STAGES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -55,7 +55,7 @@ def load_test_server(model_store):
 
 
 def test_smoke_load_test_over_rest_and_grpc_has_no_failures(load_test_server, tmp_path):
-    result = run_module("loadtests.run", "--users", "2", "--duration", "10s", "--out", str(tmp_path),
+    result = run_module("asl_serve.loadtests.run", "--users", "2", "--duration", "10s", "--out", str(tmp_path),
                         env=load_test_server.server.env())
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     summary = (tmp_path / "summary.md").read_text()
@@ -75,7 +75,7 @@ def test_a_load_test_without_a_server_fails_at_once_and_leaves_no_old_report(tmp
     out.mkdir()
     (out / "summary.md").write_text("**PASS: no request failed.**\n")  # an earlier run's
     done = subprocess.run(
-        [sys.executable, "-m", "loadtests.run", "--duration", "60s", "--out", str(out)], capture_output=True,
+        [sys.executable, "-m", "asl_serve.loadtests.run", "--duration", "60s", "--out", str(out)], capture_output=True,
         text=True, timeout=60, env={**os.environ, **Server(inference_url=f"http://127.0.0.1:{port}",
                                                          key_file=tmp_path / "key_file.json").env()},
     )
@@ -100,7 +100,7 @@ def test_a_derived_archive_changes_only_its_version_and_serving_settings(model_s
 
 
 def test_quick_bench_measures_every_kind_of_configuration_and_the_limits(tmp_path):
-    result = run_module("loadtests.bench", "--quick", "--out", str(tmp_path), timeout=540)
+    result = run_module("asl_serve.loadtests.bench", "--quick", "--out", str(tmp_path), timeout=540)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert (tmp_path / "benchmarks.md").read_text().startswith("# Benchmarks")
     assert (tmp_path / "figures" / "throughput_latency.png").read_bytes().startswith(PNG_MAGIC)
@@ -126,8 +126,8 @@ def test_stage_profile_times_every_stage_of_both_handlers(tmp_path):
         (images / label).mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, images / label / path.name)
     report = tmp_path / "profile.md"
-    result = run_module("loadtests.profile_stages", "--batches", "2", "--rounds", "1", "--images", str(images),
-                        "--report", str(report), "--trace-dir", str(tmp_path / "traces"))
+    result = run_module("asl_serve.loadtests.profile_stages", "--batches", "2", "--rounds", "1",
+                        "--images", str(images), "--report", str(report), "--trace-dir", str(tmp_path / "traces"))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     times = {row[0]: row[1] for row in table_rows(report.read_text())}
     for stage in (*STAGES, *BASELINE):  # the stages Classifier.classify marks, and the baseline's

@@ -16,19 +16,19 @@ import grpc
 import pytest
 import requests
 
-from client.grpc_client import GrpcClient
-from client.proto import management_pb2, management_pb2_grpc
-from client.rest import RestClient
-from client.settings import ClientError, Server
-from drills.rollout import roll_out
-from handler.archive import VARIANTS, build, shipped_archive
-from handler.asl_handler import EVALUATION
-from harness.poll import poll
-from harness.server import free_ports, private_torchserve
-from harness.traffic import Traffic, wait_drained
-from layout import EXPORT_DIR, REPO, sample_photos
-from model.classes import CLASS_NAMES
-from model.config import PREPROCESS
+from asl_serve.client.grpc_client import GrpcClient
+from asl_serve.client.proto import management_pb2, management_pb2_grpc
+from asl_serve.client.rest import RestClient
+from asl_serve.client.settings import ClientError, Server
+from asl_serve.drills.rollout import roll_out
+from asl_serve.handler.archive import VARIANTS, build, shipped_archive
+from asl_serve.handler.asl_handler import EVALUATION
+from asl_serve.harness.poll import poll
+from asl_serve.harness.server import free_ports, private_torchserve
+from asl_serve.harness.traffic import Traffic, wait_drained
+from asl_serve.layout import EXPORT_DIR, REPO, sample_photos
+from asl_serve.model.classes import CLASS_NAMES
+from asl_serve.model.config import PREPROCESS
 from tests.conftest import VERSIONS
 
 EXPORTED_INT8 = EXPORT_DIR / VARIANTS["int8"][0]
@@ -228,7 +228,7 @@ def test_roll_out_and_back_under_load_loses_no_request(server):
 
 def run_cli(server: Server, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "client", *args], cwd=REPO, env={**os.environ, **server.env()},
+        [sys.executable, "-m", "asl_serve.client", *args], cwd=REPO, env={**os.environ, **server.env()},
         capture_output=True, text=True, timeout=120,
     )
 

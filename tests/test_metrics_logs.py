@@ -11,10 +11,10 @@ import requests
 import yaml
 from prometheus_client.samples import Sample
 
-from client.settings import Server
-from handler import ts_config
-from layout import REPO, sample_photos
-from model.pipeline import STAGES as PIPELINE_STAGES
+from asl_serve.client.settings import Server
+from asl_serve.handler import ts_config
+from asl_serve.layout import REPO, sample_photos
+from asl_serve.model.pipeline import STAGES as PIPELINE_STAGES
 from tests.conftest import VERSIONS, families
 
 DASHBOARD = REPO / "deploy" / "monitoring" / "grafana-dashboard.json"

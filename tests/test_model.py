@@ -4,14 +4,14 @@ import doctest
 
 import torch
 
-from layout import SAMPLES
-from model.config import NETWORK, PREPROCESS
-from model.preprocess import to_unit_range
-from training import augment
-from training.augment import RandomBackgroundPaste, build_augmentation, is_cutout
-from training.config import AugmentConfig
-from training.dataset import load_images, scan
-from training.network import build_network, count_parameters
+from asl_serve.layout import SAMPLES
+from asl_serve.model.config import NETWORK, PREPROCESS
+from asl_serve.model.preprocess import to_unit_range
+from asl_serve.training import augment
+from asl_serve.training.augment import RandomBackgroundPaste, build_augmentation, is_cutout
+from asl_serve.training.config import AugmentConfig
+from asl_serve.training.dataset import load_images, scan
+from asl_serve.training.network import build_network, count_parameters
 
 
 def test_output_shape_and_budget():

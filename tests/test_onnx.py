@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-from layout import SAMPLE_SETS
-from model.classes import CLASS_NAMES
-from model.pipeline import Classifier
-from model.preprocess import normalize_batch
+from asl_serve.layout import SAMPLE_SETS
+from asl_serve.model.classes import CLASS_NAMES
+from asl_serve.model.pipeline import Classifier
+from asl_serve.model.preprocess import normalize_batch
+from asl_serve.training.dataset import ImageSet, Sample, load_images, scan
+from asl_serve.training.export import MAX_LOGIT_DIFFERENCE
+from asl_serve.training.metrics import predict_logits
 from tests.conftest import exported
-from training.dataset import ImageSet, Sample, load_images, scan
-from training.export import MAX_LOGIT_DIFFERENCE
-from training.metrics import predict_logits
 
 # The export lets int8 differ from fp32 on up to 1% of ~3,200 validation images (it does on 0.35%): about
 # one of the 84 photos at that rate, so one borderline photo flipped by int8 rounding passes and two fail.

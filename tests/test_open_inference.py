@@ -12,8 +12,8 @@ import requests
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from harness.server import free_ports
-from layout import REPO, sample_photos
+from asl_serve.harness.server import free_ports
+from asl_serve.layout import REPO, sample_photos
 
 KSERVE_PYTHON = REPO / "build" / "kserve-venv" / "bin" / "python"
 START_TIMEOUT_S = 60

@@ -8,12 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from layout import SAMPLE_SETS, WEIGHTS, sample_photos
-from model.config import PREPROCESS
-from model.decode import decode_image
-from model.hands import HandLandmarker
-from model.preprocess import cnn_input, load_image, normalize_batch, resize_image
-from training.export import load_trained
+from asl_serve.layout import SAMPLE_SETS, WEIGHTS, sample_photos
+from asl_serve.model.config import PREPROCESS
+from asl_serve.model.decode import decode_image
+from asl_serve.model.hands import HandLandmarker
+from asl_serve.model.preprocess import cnn_input, load_image, normalize_batch, resize_image
+from asl_serve.training.export import load_trained
 
 SIZE = PREPROCESS.image_size
 HANDS = sorted(SAMPLE_SETS[-1].glob("*/*.jpg"))  # 416x416 roboflow photos: the largest factor in the data, 2.6

@@ -9,9 +9,9 @@ import pytest
 import requests
 import yaml
 
-from harness.poll import poll
-from harness.server import free_ports
-from layout import REPO, sample_photos
+from asl_serve.harness.poll import poll
+from asl_serve.harness.server import free_ports
+from asl_serve.layout import REPO, sample_photos
 
 AUTH_PROXY = REPO / "deploy" / "k8s" / "auth-proxy.yaml"
 TOKEN = "0123456789abcdef" * 4  # as long as docs/deploy.md's `openssl rand -hex 32`

@@ -5,10 +5,10 @@ from collections import Counter
 import pytest
 import torch
 
-from model.classes import CLASS_NAMES
+from asl_serve.model.classes import CLASS_NAMES
+from asl_serve.training.dataset import scan
+from asl_serve.training.sampling import balanced_weights, draw_epoch
 from tests.conftest import copy_sample
-from training.dataset import scan
-from training.sampling import balanced_weights, draw_epoch
 
 
 @pytest.fixture

@@ -9,15 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from client.rest import RestClient
-from handler.asl_handler import EVALUATION, METADATA
-from harness.archives import model_config
-from harness.images import encode
-from harness.server import private_torchserve
-from layout import MODEL_STORE, REPO, sample_photos
-from model.classes import CLASS_NAMES
+from asl_serve.client.rest import RestClient
+from asl_serve.handler.asl_handler import EVALUATION, METADATA
+from asl_serve.harness.archives import model_config
+from asl_serve.harness.images import encode
+from asl_serve.harness.server import private_torchserve
+from asl_serve.layout import MODEL_STORE, REPO, sample_photos
+from asl_serve.model.classes import CLASS_NAMES
+from asl_serve.training.arms_length import to_pil
 from tests.conftest import ARCHIVES, MARKED, ROBOFLOW, VERSIONS, room_without_the_hand, samples, shared_path
-from training.arms_length import to_pil
 
 
 def post(server, body: bytes | None = None, version: str | None = None, headers: dict | None = None, **kw):
@@ -122,15 +122,16 @@ def test_shipped_workers_are_one_int8_per_core_and_one_of_each_other_version(res
 
 
 def test_archives_carry_the_same_core_and_nothing_else():
-    """All of model/ (it holds what serving needs and nothing of training), byte for byte."""
-    core = [p.relative_to(REPO).as_posix() for p in sorted((REPO / "model").rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts]
-    assert "model/hands.py" in core and not any("network" in name or "asl_lite0" in name for name in core)
+    """All of model/ (it holds what serving needs and nothing of training), byte for byte, as asl_serve.model."""
+    core = {f"asl_serve/{p.relative_to(REPO).as_posix()}": p for p in sorted((REPO / "model").rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts}
+    core["asl_serve/__init__.py"] = REPO / "asl_serve" / "__init__.py"
+    assert "asl_serve/model/hands.py" in core and not any("network" in name or "asl_lite0" in name for name in core)
     for name in ARCHIVES:
         with zipfile.ZipFile(MODEL_STORE / name) as archive:
             names = set(archive.namelist())
-            for member in core:
-                assert archive.read(member) == (REPO / member).read_bytes()
+            for member, source in core.items():
+                assert archive.read(member) == source.read_bytes()
             manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
             metadata = json.loads(archive.read(METADATA))
         assert manifest["model"]["modelName"] == "asl"

@@ -2,9 +2,18 @@
 
 from pathlib import Path
 
-from loadtests.spelling import FRAME_COUNTS, THRESHOLDS, Run, characters_right, choose, key, letter_photos, script
-from model.classes import CLASS_NAMES, NOTHING
-from training.dataset import Sample
+from asl_serve.loadtests.spelling import (
+    FRAME_COUNTS,
+    THRESHOLDS,
+    Run,
+    characters_right,
+    choose,
+    key,
+    letter_photos,
+    script,
+)
+from asl_serve.model.classes import CLASS_NAMES, NOTHING
+from asl_serve.training.dataset import Sample
 
 
 def test_the_script_spells_the_alphabet_then_the_words_with_the_room_between_double_letters():

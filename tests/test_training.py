@@ -8,13 +8,13 @@ from pathlib import Path
 
 import torch
 
-from layout import SAMPLES, WEIGHTS
+from asl_serve.layout import SAMPLES, WEIGHTS
+from asl_serve.training.config import ExportConfig, TrainConfig
+from asl_serve.training.dataset import load_images, scan
+from asl_serve.training.export import export, load_trained
+from asl_serve.training.metrics import predict_logits
+from asl_serve.training.network import build_network
 from tests.conftest import SHARED
-from training.config import ExportConfig, TrainConfig
-from training.dataset import load_images, scan
-from training.export import export, load_trained
-from training.metrics import predict_logits
-from training.network import build_network
 
 # massey's cut-out hands and asl2text's `nothing` rooms exercise the background pasting too
 TINY_DATA = [SHARED / "asl2text" / "train", SHARED / "massey" / "train"] if SHARED.exists() else [SAMPLES]
@@ -22,7 +22,7 @@ TINY_DATA = [SHARED / "asl2text" / "train", SHARED / "massey" / "train"] if SHAR
 
 def train_command(tmp_path: Path, launcher: list[str]) -> list[str]:
     data = [arg for root in TINY_DATA for arg in ("--data", str(root))]
-    return [*launcher, "-m", "training.train", *data, "--limit-per-class", "4", "--epochs", "1",
+    return [*launcher, "-m", "asl_serve.training.train", *data, "--limit-per-class", "4", "--epochs", "1",
             "--samples-per-epoch", "64", "--batch-size", "16", "--out-dir", str(tmp_path / "run"),
             "--weights", str(tmp_path / "w.pt"), "--figures-dir", str(tmp_path / "figures")]
 

@@ -6,7 +6,7 @@ Each photo is scaled so that its longer side is 130-190 pixels and pasted at a r
 as JPEG in a folder-per-class tree that every evaluation reads like any other set. Seeded: the same
 inputs give the same files.
 
-    python -m training.arms_length            # every test/ split and the validation blocks, under build/
+    python -m asl_serve.training.arms_length            # every test/ split and the validation blocks, under build/
 """
 
 import argparse
@@ -20,12 +20,12 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from model.classes import CLASS_NAMES, NOTHING
-from model.decode import ImageError, decode_image
-from model.preprocess import cnn_input
-from training.config import TrainConfig, test_sets
-from training.dataset import ImageSet, Sample, scan, split_by_blocks
-from training.landmarks import HandSet
+from asl_serve.model.classes import CLASS_NAMES, NOTHING
+from asl_serve.model.decode import ImageError, decode_image
+from asl_serve.model.preprocess import cnn_input
+from asl_serve.training.config import TrainConfig, test_sets
+from asl_serve.training.dataset import ImageSet, Sample, scan, split_by_blocks
+from asl_serve.training.landmarks import HandSet
 
 OUT_DIR = Path("build/arms-length")
 SUFFIX = "-arms-length"  # massey/test -> build/arms-length/massey/test-arms-length/<CLASS>/...

@@ -5,8 +5,8 @@ import kornia.augmentation as K
 import torch
 from kornia.augmentation import IntensityAugmentationBase2D
 
-from model.config import PREPROCESS
-from training.config import AugmentConfig
+from asl_serve.model.config import PREPROCESS
+from asl_serve.training.config import AugmentConfig
 
 
 def build_augmentation(config: AugmentConfig, backgrounds: torch.Tensor | None = None,

@@ -1,6 +1,6 @@
 """Eager vs TorchScript vs ONNX Runtime, fp32 and int8, in one run: file size and latency side by side.
 
-    python -m training.compare [--data DIR ...] [--export-dir build/export]
+    python -m asl_serve.training.compare [--data DIR ...] [--export-dir build/export]
 
 Writes reports/model_comparison.md (accuracy is `training.evaluate`'s). Latency is the model's forward
 pass on preprocessed validation images, median of repeats, at batch 1 and 8, on one thread: a served
@@ -17,11 +17,11 @@ from pathlib import Path
 import onnxruntime
 import torch
 
-from layout import EXPORT_FILES, WEIGHTS, git_commit
-from model.preprocess import normalize_batch
-from model.runtime import load_model
-from training.config import ExportConfig, TrainConfig
-from training.export import export_data, load_trained
+from asl_serve.layout import EXPORT_FILES, WEIGHTS, git_commit
+from asl_serve.model.preprocess import normalize_batch
+from asl_serve.model.runtime import load_model
+from asl_serve.training.config import ExportConfig, TrainConfig
+from asl_serve.training.export import export_data, load_trained
 
 REPORT = Path("reports/model_comparison.md")
 THREADS = 1
@@ -64,7 +64,7 @@ def render(header: list[str], rows: list[list[str]]) -> str:
     lines = [
         "# Model comparison",
         "",
-        "Made by `make compare` (`python -m training.compare`) in one run on one machine: "
+        "Made by `make compare` (`python -m asl_serve.training.compare`) in one run on one machine: "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {THREADS} thread, "
         f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, commit {commit or 'uncommitted'}, "
         f"load average {os.getloadavg()[0]:.1f} at the end (other work on the machine inflates latencies).",

@@ -5,7 +5,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from layout import EXPORT_DIR, SHARED_DATA, WEIGHTS
+from asl_serve.layout import EXPORT_DIR, SHARED_DATA, WEIGHTS
 
 
 def default_sources() -> tuple[Path, ...]:

@@ -15,13 +15,13 @@ import kornia_rs
 import torch
 from tqdm import tqdm
 
-from model import decode, preprocess
-from model.classes import CLASS_NAMES, IMAGE_SUFFIXES, class_from_folder
-from model.config import PREPROCESS
-from model.decode import ImageError
-from model.preprocess import load_image
-from training.config import SplitConfig
-from training.landmarks import HandSet, find_hands
+from asl_serve.model import decode, preprocess
+from asl_serve.model.classes import CLASS_NAMES, IMAGE_SUFFIXES, class_from_folder
+from asl_serve.model.config import PREPROCESS
+from asl_serve.model.decode import ImageError
+from asl_serve.model.preprocess import load_image
+from asl_serve.training.config import SplitConfig
+from asl_serve.training.landmarks import HandSet, find_hands
 
 GENERIC_DIR_NAMES = {"train", "training", "val", "test", "images", "asl_alphabet_train"}
 TRAILING_NUMBER = re.compile(r"(\d+)$")

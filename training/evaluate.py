@@ -1,15 +1,15 @@
 """Accuracy on held-out people and frames: one evaluation loop for every variant, in process or served.
 
-    python -m training.evaluate                      # every test/ split under ../shared + validation blocks
-    python -m training.evaluate --data DIR [--data DIR ...] [--variants int8 fp32 eager onnx-int8 onnx-fp32]
+    python -m asl_serve.training.evaluate                      # every test/ split under ../shared + validation blocks
+    python -m asl_serve.training.evaluate --data DIR [--data DIR ...] [--variants int8 fp32 eager onnx-int8 onnx-fp32]
 
-The same loop evaluates a served model (`python -m harness.served_evaluation --url ...`, tooling: training
+The same loop evaluates a served model (`python -m asl_serve.harness.served_evaluation --url ...`, tooling: training
 knows nothing of the server).
 
 Prints per-set and per-class accuracy, writes reports/evaluation.md (and .json: variant -> set ->
 images, accuracy, and for the hand-aware pipeline the hand-found rate and the CNN and the landmark
 classifier alone) and a confusion matrix figure per set. The arm's-length versions of the sets
-(`python -m training.arms_length`, `make evaluate` writes them first) are evaluated beside them. Test
+(`python -m asl_serve.training.arms_length`, `make evaluate` writes them first) are evaluated beside them. Test
 splits are for reporting only: model selection uses the validation blocks.
 """
 
@@ -22,17 +22,17 @@ from pathlib import Path
 
 import torch
 
-from layout import EXPORT_FILES, SAMPLE_SETS, WEIGHTS, git_commit
-from model.classes import CLASS_NAMES, NOTHING
-from model.hand_shape import HAND_SHAPE_WEIGHTS, HandShapeNet, fuse_where_found, load_hand_shape
-from model.runtime import load_model
-from training import figures
-from training.arms_length import SUFFIX, arms_length_dir
-from training.config import ExportConfig, TrainConfig, test_sets
-from training.dataset import Sample, scan, split_by_blocks
-from training.export import load_trained
-from training.hand_shape import score_set
-from training.metrics import confusion_matrix
+from asl_serve.layout import EXPORT_FILES, SAMPLE_SETS, WEIGHTS, git_commit
+from asl_serve.model.classes import CLASS_NAMES, NOTHING
+from asl_serve.model.hand_shape import HAND_SHAPE_WEIGHTS, HandShapeNet, fuse_where_found, load_hand_shape
+from asl_serve.model.runtime import load_model
+from asl_serve.training import figures
+from asl_serve.training.arms_length import SUFFIX, arms_length_dir
+from asl_serve.training.config import ExportConfig, TrainConfig, test_sets
+from asl_serve.training.dataset import Sample, scan, split_by_blocks
+from asl_serve.training.export import load_trained
+from asl_serve.training.hand_shape import score_set
+from asl_serve.training.metrics import confusion_matrix
 
 REPORT = Path("reports/evaluation.md")
 VARIANTS = ("int8", "fp32", "eager", "onnx-int8", "onnx-fp32")  # the first one given draws the confusion figures
@@ -188,7 +188,7 @@ def render_parts(variant: str, results: dict[str, SetResult]) -> list[str]:
              "Where a hand is found, the CNN reads the square around it and its answer is fused with the landmark "
              "classifier's; elsewhere the CNN reads the whole frame and answers alone (the landmark classifier "
              "alone then answers `nothing`). `-arms-length` sets are the same photos shrunk into a room frame "
-             "(`python -m training.arms_length`).", "",
+             "(`python -m asl_serve.training.arms_length`).", "",
              "| set | " + " | ".join(PART_NAMES[p] for p in known) + " | fused (the answer) |",
              "|---|" + "---:|" * (len(known) + 1)]
     for name, result in results.items():
@@ -233,7 +233,7 @@ def main() -> None:
     hand_shape = load_hand_shape(args.hand_shape)
     predictors = {v: in_process(load_variant(v, args.export_dir, args.weights), config.cache_dir, hand_shape,
                                 args.whole_frame) for v in args.variants}
-    run(predictors, args.data, "python -m training.evaluate " + " ".join(sys.argv[1:]), args.report)
+    run(predictors, args.data, "python -m asl_serve.training.evaluate " + " ".join(sys.argv[1:]), args.report)
 
 
 def run(predictors: dict[str, Predictor], data: list[Path] | None, command: str, report: Path) -> None:

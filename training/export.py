@@ -1,7 +1,7 @@
 """Export the trained weights as TorchScript fp32 and static int8 (FX graph mode, x86 backend), and as ONNX
 fp32 and static int8 (ONNX Runtime's quantization, QDQ).
 
-    python -m training.export [--data DIR ...] [--out-dir build/export]
+    python -m asl_serve.training.export [--data DIR ...] [--out-dir build/export]
 
 Both int8 models are calibrated on the same images, through the shared preprocessing, and each must agree
 with its fp32 model on the validation images; without the training data at hand (a user's fresh clone)
@@ -23,15 +23,15 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from torch.ao.quantization import get_default_qconfig_mapping
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-from layout import EXPORT_FILES, REPO, SAMPLES, SHARED_DATA
-from model.config import PREPROCESS
-from model.preprocess import normalize_batch
-from model.runtime import INT8_TENSORS_DEPRECATED, TORCHSCRIPT_DEPRECATED, load_model
-from training.config import ExportConfig, TrainConfig
-from training.dataset import ImageSet, load_images, scan, split_by_blocks
-from training.metrics import accuracy_by_source, predict_logits
-from training.network import ASLNet, build_network
-from training.sampling import balanced_weights
+from asl_serve.layout import EXPORT_FILES, REPO, SAMPLES, SHARED_DATA
+from asl_serve.model.config import PREPROCESS
+from asl_serve.model.preprocess import normalize_batch
+from asl_serve.model.runtime import INT8_TENSORS_DEPRECATED, TORCHSCRIPT_DEPRECATED, load_model
+from asl_serve.training.config import ExportConfig, TrainConfig
+from asl_serve.training.dataset import ImageSet, load_images, scan, split_by_blocks
+from asl_serve.training.metrics import accuracy_by_source, predict_logits
+from asl_serve.training.network import ASLNet, build_network
+from asl_serve.training.sampling import balanced_weights
 
 BACKEND = "x86"
 FP32_LAYERS = ("features.0", "features.1")  # stem and first block, see quantize_int8

@@ -6,11 +6,11 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
 
-from model.classes import CLASS_NAMES, NOTHING
-from model.preprocess import to_unit_range
-from training.augment import build_augmentation
-from training.config import TrainConfig
-from training.dataset import load_images, scan
+from asl_serve.model.classes import CLASS_NAMES, NOTHING
+from asl_serve.model.preprocess import to_unit_range
+from asl_serve.training.augment import build_augmentation
+from asl_serve.training.config import TrainConfig
+from asl_serve.training.dataset import load_images, scan
 
 
 def save_augmentation_grid(

@@ -1,6 +1,6 @@
 """Train the landmark classifier (`model.hand_shape`) on cached landmarks and choose its fusion with the CNN.
 
-    python -m training.hand_shape [--data DIR ...]     # after training.train; `make train` runs both
+    python -m asl_serve.training.hand_shape [--data DIR ...]     # after training.train; `make train` runs both
 
 Left hands are mirrored by the features; augmentation rotates the hand in the image plane, stretches
 it a little along x and y, and jitters every landmark, so the classifier does not learn one camera's
@@ -20,15 +20,21 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from layout import WEIGHTS
-from model.hand_shape import HAND_SHAPE_WEIGHTS, HandShapeNet, fuse_where_found, hand_features, save_hand_shape
-from training import arms_length
-from training.config import TrainConfig
-from training.dataset import Sample, load_images, scan, split_by_blocks
-from training.export import load_trained
-from training.landmarks import HandSet, find_hands
-from training.metrics import accuracy_by_source, predict_logits
-from training.sampling import balanced_weights, draw_epoch
+from asl_serve.layout import WEIGHTS
+from asl_serve.model.hand_shape import (
+    HAND_SHAPE_WEIGHTS,
+    HandShapeNet,
+    fuse_where_found,
+    hand_features,
+    save_hand_shape,
+)
+from asl_serve.training import arms_length
+from asl_serve.training.config import TrainConfig
+from asl_serve.training.dataset import Sample, load_images, scan, split_by_blocks
+from asl_serve.training.export import load_trained
+from asl_serve.training.landmarks import HandSet, find_hands
+from asl_serve.training.metrics import accuracy_by_source, predict_logits
+from asl_serve.training.sampling import balanced_weights, draw_epoch
 
 FUSION_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)  # the candidates, log p_landmarks's weight
 
@@ -157,7 +163,7 @@ def main() -> None:
     sets = [validation]
     for source in sorted({s.source for s in validation}):
         folder = arms_length.arms_length_dir(source, "validation")
-        if folder.is_dir():  # written by `python -m training.arms_length`
+        if folder.is_dir():  # written by `python -m asl_serve.training.arms_length`
             sets.append([Sample(s.path, s.label, f"{source}{arms_length.SUFFIX}", s.frame) for s in scan([folder])])
     scored = [score_set(samples, cnn, net, train_config.cache_dir) for samples in sets]
     weight, means = choose_fusion_weight(scored, config.fusion_weights)
@@ -166,7 +172,7 @@ def main() -> None:
     labels = torch.cat([s.labels for s in scored])
     shape_right = (torch.cat([s.shape for s in scored]).argmax(1) == labels)[found]
     report = {
-        "command": " ".join(["python -m training.hand_shape", *sys.argv[1:]]),
+        "command": " ".join(["python -m asl_serve.training.hand_shape", *sys.argv[1:]]),
         "training_photos_with_a_hand": len(rows),
         "validation_sets": sorted({source for s in scored for source in s.sources}),
         "landmarks_alone_where_a_hand_is_found": round(float(shape_right.float().mean()), 4),

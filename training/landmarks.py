@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model import hands as hands_module
-from model.config import HANDS, PREPROCESS
-from model.decode import ImageError, decode_image
-from model.hands import Hand, HandLandmarker
-from model.runtime import use_threads
+from asl_serve.model import hands as hands_module
+from asl_serve.model.config import HANDS, PREPROCESS
+from asl_serve.model.decode import ImageError, decode_image
+from asl_serve.model.hands import Hand, HandLandmarker
+from asl_serve.model.runtime import use_threads
 
 CACHE_DIR = Path("build/landmarks")
 NO_HAND = np.full((21, 3), np.nan, dtype=np.float32)

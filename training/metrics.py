@@ -4,8 +4,8 @@ from collections.abc import Callable
 
 import torch
 
-from model.classes import CLASS_NAMES
-from model.preprocess import normalize_batch
+from asl_serve.model.classes import CLASS_NAMES
+from asl_serve.model.preprocess import normalize_batch
 
 
 @torch.inference_mode()

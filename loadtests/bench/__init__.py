@@ -1,7 +1,7 @@
 """Throughput and latency side by side on this machine: the in-process limit, TorchServe with our
 handler (every variant, batch sizes, workers) and with a baseline handler, over REST and gRPC.
 
-    python -m loadtests.bench [--quick] [--variants int8 onnx-int8 fp32] [--batches 1:1 8:2] [--workers 1 2]
+    python -m asl_serve.loadtests.bench [--quick] [--variants int8 onnx-int8 fp32] [--batches 1:1 8:2] [--workers 1 2]
         [--threads 1] [--baseline 1:default 1:1 2:1] [--concurrency 1 4 16] [--seconds 5] [--warmup 2]
         [--limit-batches 1 4 8 16] [--limit-processes 1 N] [--limit-threads 1] [--client-processes 1 2]
         [--rounds 1] [--no-tuned-malloc] [--images DIR] [--out reports]

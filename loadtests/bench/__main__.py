@@ -1,15 +1,15 @@
-"""`python -m loadtests.bench`: measure the grid, then write the report, its data and its figure."""
+"""`python -m asl_serve.loadtests.bench`: measure the grid, then write the report, its data and its figure."""
 
 import json
 import sys
 import time
 
-from loadtests.bench.figure import figure
-from loadtests.bench.grid import parse_grid
-from loadtests.bench.limit import run_limits
-from loadtests.bench.report import machine, report
-from loadtests.bench.results import data
-from loadtests.bench.serve import run_served
+from asl_serve.loadtests.bench.figure import figure
+from asl_serve.loadtests.bench.grid import parse_grid
+from asl_serve.loadtests.bench.limit import run_limits
+from asl_serve.loadtests.bench.report import machine, report
+from asl_serve.loadtests.bench.results import data
+from asl_serve.loadtests.bench.serve import run_served
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     limits = run_limits(grid, args.images)
     measurements = run_served(grid, args.images)
     after = machine()
-    command = " ".join(["python -m loadtests.bench", *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join(["python -m asl_serve.loadtests.bench", *(argv if argv is not None else sys.argv[1:])])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmarks.md").write_text(report(command, grid, args.images, limits, measurements, before, after,
                                                    (time.monotonic() - started) / 60))

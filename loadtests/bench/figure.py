@@ -5,8 +5,8 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
-from loadtests.bench.grid import GRPC, REST, SHIPPED, Served, shipped_config
-from loadtests.bench.results import Measurement
+from asl_serve.loadtests.bench.grid import GRPC, REST, SHIPPED, Served, shipped_config
+from asl_serve.loadtests.bench.results import Measurement
 
 
 def figure(measurements: list[Measurement], path: Path) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import torch
 
-import loadtests.bench
-from handler import ts_config
-from handler.archive import VARIANTS, shipped_archive, shipped_settings
-from layout import REPO, REPORTS, allocator_env
-from loadtests.images import DEFAULT_IMAGES
-from model.config import MODEL_NAME
+from asl_serve.handler import ts_config
+from asl_serve.handler.archive import VARIANTS, shipped_archive, shipped_settings
+from asl_serve.layout import REPO, REPORTS, allocator_env
+from asl_serve.loadtests import bench
+from asl_serve.loadtests.images import DEFAULT_IMAGES
+from asl_serve.model.config import MODEL_NAME
 
 CORES = os.cpu_count() or 1
 REST, GRPC = "REST", "gRPC"
@@ -147,7 +147,7 @@ def pairs(text: str) -> tuple[int, int | None]:
 
 
 def parse_grid(argv: list[str] | None) -> tuple[argparse.Namespace, Grid]:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.bench", description=loadtests.bench.__doc__,
+    parser = argparse.ArgumentParser(prog="python -m asl_serve.loadtests.bench", description=bench.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a tiny grid (seconds, not minutes); options override it")
     parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS))

@@ -13,16 +13,16 @@ from functools import cache
 from pathlib import Path
 from threading import Barrier
 
-from handler.archive import shipped_archive
-from harness.archives import load_model
-from loadtests.bench.grid import Grid
-from loadtests.bench.results import Limit
-from loadtests.bench.together import processes
-from loadtests.images import image_paths
-from model.pipeline import Classifier, HandReader, elapsed_ms
-from model.runtime import use_threads
+from asl_serve.handler.archive import shipped_archive
+from asl_serve.harness.archives import load_model
+from asl_serve.loadtests.bench.grid import Grid
+from asl_serve.loadtests.bench.results import Limit
+from asl_serve.loadtests.bench.together import processes
+from asl_serve.loadtests.images import image_paths
+from asl_serve.model.pipeline import Classifier, HandReader, elapsed_ms
+from asl_serve.model.runtime import use_threads
 
-CLASSIFY = "loadtests.bench.limit:classify_for"
+CLASSIFY = "asl_serve.loadtests.bench.limit:classify_for"
 
 
 @cache

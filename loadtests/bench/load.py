@@ -15,12 +15,12 @@ import psutil
 from locust.argument_parser import get_parser
 from locust.env import Environment
 
-from client.settings import Server
-from harness.poll import poll
-from loadtests.bench.grid import GRPC, REST
-from loadtests.bench.results import Share
-from loadtests.locustfile import GrpcUser, RestUser
-from loadtests.run import server_options
+from asl_serve.client.settings import Server
+from asl_serve.harness.poll import poll
+from asl_serve.loadtests.bench.grid import GRPC, REST
+from asl_serve.loadtests.bench.results import Share
+from asl_serve.loadtests.locustfile import GrpcUser, RestUser
+from asl_serve.loadtests.run import server_options
 
 USERS = {REST: RestUser, GRPC: GrpcUser}
 # the warm-up lasts until the users have had as many answers: a fresh server's first gRPC call has been seen to

@@ -15,10 +15,10 @@ import psutil
 import torch
 import ts
 
-from layout import REPO, allocator_env, git_commit, git_dirty
-from loadtests.bench.grid import CORES, GRPC, REST, SHIPPED, Grid, other_allocator, shipped_config
-from loadtests.bench.results import Limit, Measurement
-from loadtests.images import image_paths
+from asl_serve.layout import REPO, allocator_env, git_commit, git_dirty
+from asl_serve.loadtests.bench.grid import CORES, GRPC, REST, SHIPPED, Grid, other_allocator, shipped_config
+from asl_serve.loadtests.bench.results import Limit, Measurement
+from asl_serve.loadtests.images import image_paths
 
 CPU_PARTS = ("client", "frontend", "workers")  # the keys of Share.cpu_s
 

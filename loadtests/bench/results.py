@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from loadtests.bench.grid import Served
+from asl_serve.loadtests.bench.grid import Served
 
 
 @dataclass(frozen=True)

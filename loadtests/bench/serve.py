@@ -7,18 +7,18 @@ from pathlib import Path
 
 import yaml
 
-from client.rest import RestClient
-from client.settings import ClientError
-from handler.archive import CONFIG, package, shipped_archive, write_labels
-from harness.archives import derive, manifest, model_config, read_member
-from harness.server import PrivateTorchServe, private_torchserve
-from harness.traffic import wait_drained
-from loadtests.bench.grid import Grid, Served, allocators, loads, served_configs, shipped_config
-from loadtests.bench.results import Measurement
-from loadtests.bench.together import Together, processes
-from loadtests.images import image_paths
+from asl_serve.client.rest import RestClient
+from asl_serve.client.settings import ClientError
+from asl_serve.handler.archive import CONFIG, package, shipped_archive, write_labels
+from asl_serve.harness.archives import derive, manifest, model_config, read_member
+from asl_serve.harness.server import PrivateTorchServe, private_torchserve
+from asl_serve.harness.traffic import wait_drained
+from asl_serve.loadtests.bench.grid import Grid, Served, allocators, loads, served_configs, shipped_config
+from asl_serve.loadtests.bench.results import Measurement
+from asl_serve.loadtests.bench.together import Together, processes
+from asl_serve.loadtests.images import image_paths
 
-LOAD = "loadtests.bench.load:load"
+LOAD = "asl_serve.loadtests.bench.load:load"
 BASELINE_HANDLER = Path(__file__).resolve().parent.parent / "baseline_handler.py"
 
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "asl"  # the seven sources, where a checkout has them beside it
 SAMPLES = REPO / "samples" / "asl2text"  # committed real photos (Apache-2.0), see samples/README.md
 ROBOFLOW_SAMPLES = REPO / "samples" / "roboflow"  # photos with hands small in rooms, marked by eye

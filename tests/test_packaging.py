@@ -1,0 +1,64 @@
+"""The project installs as one namespace, asl_serve, mapped onto the folders (pyproject.toml), and no code
+imports a folder under its bare name (which would load a second copy of a module beside asl_serve's)."""
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from asl_serve.layout import REPO
+
+# The folders of Python that pyproject.toml maps into the namespace (asl_serve/ holds the namespace itself)
+FOLDERS = ("model", "handler", "training", "client", "demo", "harness", "loadtests", "drills")
+
+
+def tracked(pattern: str) -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", "-z", pattern], cwd=REPO, capture_output=True, check=True).stdout
+    return [Path(name) for name in listed.decode().split("\0") if name]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> zipfile.ZipFile:
+    """The wheel of the committed tree, built offline with the installed setuptools."""
+    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    for path in tracked("*"):
+        (source / path).parent.mkdir(parents=True, exist_ok=True)
+        (source / path).write_bytes((REPO / path).read_bytes())
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--wheel-dir", str(out), str(source)], check=True, capture_output=True)
+    (built,) = out.glob("asl_serve-*.whl")
+    with zipfile.ZipFile(built) as archive:
+        yield archive
+
+
+def test_the_wheel_adds_one_name_to_site_packages(wheel):
+    tops = {name.split("/")[0] for name in wheel.namelist() if ".dist-info/" not in name}
+    assert tops == {"asl_serve"}
+
+
+def test_every_module_of_every_folder_is_in_the_namespace(wheel):
+    names = set(wheel.namelist())
+    expected = {f"asl_serve/{path.as_posix()}" for folder in FOLDERS for path in tracked(f"{folder}/*.py")}
+    expected |= {"asl_serve/__init__.py", "asl_serve/layout.py", "asl_serve/model/MODEL_CARD.md",
+                 "asl_serve/demo/static/index.html",
+                 *(f"asl_serve/{path.as_posix()}" for path in tracked("model/weights/*"))}
+    assert expected - names == set()
+    assert not any(name.startswith("asl_serve/training/weights/") and name.endswith(".pt") for name in names)
+
+
+def test_the_cli_entry_point_is_in_the_namespace(wheel):
+    (entry_points,) = [name for name in wheel.namelist() if name.endswith(".dist-info/entry_points.txt")]
+    assert "asl = asl_serve.client.__main__:main" in wheel.read(entry_points).decode()
+
+
+def test_no_module_imports_a_folder_by_its_bare_name():
+    bare = []
+    for path in tracked("*.py"):
+        for node in ast.walk(ast.parse((REPO / path).read_text(), str(path))):
+            modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                       else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            bare += [f"{path}:{node.lineno} {m}" for m in modules if m and m.split(".")[0] in {*FOLDERS, "layout"}]
+    assert bare == []
