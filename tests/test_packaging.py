@@ -1,5 +1,6 @@
-"""The project installs as one namespace, asl_serve, mapped onto the folders (pyproject.toml), and no code
-imports a folder under its bare name (which would load a second copy of a module beside asl_serve's)."""
+"""The project installs as one namespace, asl_serve, mapped onto the folders (pyproject.toml); no code imports
+a folder under its bare name (which would load a second copy of a module beside asl_serve's), and each
+folder imports only the layers below it (README, Layout)."""
 
 import ast
 import subprocess
@@ -13,6 +14,8 @@ from asl_serve.layout import REPO
 
 # The folders of Python that pyproject.toml maps into the namespace (asl_serve/ holds the namespace itself)
 FOLDERS = ("model", "handler", "training", "client", "demo", "harness", "loadtests", "drills")
+# The layers, bottom first: each imports only those before it (asl_serve.layout is the layout layer)
+LAYERS = ("model", "layout", "handler", "training", "client", "demo", "harness", "loadtests", "drills")
 
 
 def tracked(pattern: str) -> list[Path]:
@@ -54,11 +57,29 @@ def test_the_cli_entry_point_is_in_the_namespace(wheel):
     assert "asl = asl_serve.client.__main__:main" in wheel.read(entry_points).decode()
 
 
+def imports(path: Path) -> list[tuple[int, str]]:
+    """The absolute imports of a tracked module: (line, dotted name), `from a import b` as `a.b`."""
+    found = []
+    for node in ast.walk(ast.parse((REPO / path).read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
+    return found
+
+
 def test_no_module_imports_a_folder_by_its_bare_name():
-    bare = []
-    for path in tracked("*.py"):
-        for node in ast.walk(ast.parse((REPO / path).read_text(), str(path))):
-            modules = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                       else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
-            bare += [f"{path}:{node.lineno} {m}" for m in modules if m and m.split(".")[0] in {*FOLDERS, "layout"}]
+    bare = [f"{path}:{line} {module}" for path in tracked("*.py") for line, module in imports(path)
+            if module.split(".")[0] in LAYERS]
     assert bare == []
+
+
+def test_each_layer_imports_only_the_layers_below_it():
+    upward = []
+    for path in [Path("asl_serve/layout.py"), *(p for folder in FOLDERS for p in tracked(f"{folder}/*.py"))]:
+        layer = "layout" if path.parts[0] == "asl_serve" else path.parts[0]
+        for line, module in imports(path):
+            parts = module.split(".")
+            if parts[0] == "asl_serve" and len(parts) > 1 and LAYERS.index(parts[1]) > LAYERS.index(layer):
+                upward.append(f"{path}:{line} {module}")
+    assert upward == []
