@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from asl_serve.client.rest import RestClient
 from asl_serve.client.settings import Server
 from asl_serve.handler.archive import VARIANTS, shipped_archive
 from asl_serve.harness.server import private_torchserve
-from asl_serve.layout import EXPORT_DIR, EXPORT_FILES, MODEL_STORE, ROBOFLOW_SAMPLES, SAMPLES, SHARED_DATA
+from asl_serve.layout import EXPORT_DIR, EXPORT_FILES, MODEL_STORE, REPO, ROBOFLOW_SAMPLES, SAMPLES, SHARED_DATA
 from asl_serve.model.decode import decode_image
 from asl_serve.model.runtime import load_model
 
@@ -63,6 +64,14 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs the shared data set at {path} (present in CI, absent on this machine)")
     return path
+
+
+def tracked(pattern: str = "*") -> list[Path]:
+    """The files git tracks that match `pattern`, relative to the repository; a skip outside a git checkout."""
+    if not (REPO / ".git").exists():
+        pytest.skip("needs a git checkout (the tracked files)")
+    listed = subprocess.run(["git", "ls-files", "-z", pattern], cwd=REPO, capture_output=True, check=True).stdout
+    return [Path(name) for name in listed.decode().split("\0") if name]
 
 
 def exported(variant: str):

@@ -26,7 +26,7 @@ from asl_serve.drills.soak import Sample, Soak
 from asl_serve.harness.images import encode, photo
 from asl_serve.harness.server import private_torchserve
 from asl_serve.layout import REPO, allocator_env, sample_photos
-from tests.conftest import VERSIONS
+from tests.conftest import VERSIONS, tracked
 
 # Answered by TorchServe's frontend before our handler sees the request; docs/security.md says so.
 FRONTEND_ANSWERS = {
@@ -132,10 +132,7 @@ def ipv4(ip: str) -> str:
 
 
 def test_no_secrets_are_tracked():
-    if not (REPO / ".git").exists():
-        pytest.skip("not a git checkout")
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
-    paths = [REPO / name for name in tracked.decode().split("\0") if name]
+    paths = [REPO / path for path in tracked()]
     key_like = [p.name for p in paths if p.name == "key_file.json" or p.suffix in {".pem", ".key", ".jks", ".p12"}]
     assert key_like == []
     pem_marker = b"PRIVATE " + b"KEY-----"  # split so this file does not match itself

@@ -6,25 +6,30 @@ import ast
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from asl_serve.layout import REPO
+from tests.conftest import tracked
 
-# The folders of Python that pyproject.toml maps into the namespace (asl_serve/ holds the namespace itself)
-FOLDERS = ("model", "handler", "training", "client", "demo", "harness", "loadtests", "drills")
 # The layers, bottom first: each imports only those before it (asl_serve.layout is the layout layer)
 LAYERS = ("model", "layout", "handler", "training", "client", "demo", "harness", "loadtests", "drills")
 
 
-def tracked(pattern: str) -> list[Path]:
-    listed = subprocess.run(["git", "ls-files", "-z", pattern], cwd=REPO, capture_output=True, check=True).stdout
-    return [Path(name) for name in listed.decode().split("\0") if name]
+@pytest.fixture(scope="module")
+def folders() -> set[str]:
+    """The top-level folders of Python (a package each), asl_serve/ itself aside: each must be in the namespace."""
+    return {path.parts[0] for path in tracked("*/__init__.py") if len(path.parts) == 2} - {"asl_serve"}
+
+
+def test_every_folder_of_python_has_its_place_among_the_layers(folders):
+    assert set(LAYERS) == folders | {"layout"}
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> zipfile.ZipFile:
+def wheel(tmp_path_factory) -> Iterator[zipfile.ZipFile]:
     """The wheel of the committed tree, built offline with the installed setuptools."""
     source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
     for path in tracked("*"):
@@ -42,9 +47,9 @@ def test_the_wheel_adds_one_name_to_site_packages(wheel):
     assert tops == {"asl_serve"}
 
 
-def test_every_module_of_every_folder_is_in_the_namespace(wheel):
+def test_every_module_of_every_folder_is_in_the_namespace(wheel, folders):
     names = set(wheel.namelist())
-    expected = {f"asl_serve/{path.as_posix()}" for folder in FOLDERS for path in tracked(f"{folder}/*.py")}
+    expected = {f"asl_serve/{path.as_posix()}" for folder in folders for path in tracked(f"{folder}/*.py")}
     expected |= {"asl_serve/__init__.py", "asl_serve/layout.py", "asl_serve/model/MODEL_CARD.md",
                  "asl_serve/demo/static/index.html",
                  *(f"asl_serve/{path.as_posix()}" for path in tracked("model/weights/*"))}
@@ -74,9 +79,9 @@ def test_no_module_imports_a_folder_by_its_bare_name():
     assert bare == []
 
 
-def test_each_layer_imports_only_the_layers_below_it():
+def test_each_layer_imports_only_the_layers_below_it(folders):
     upward = []
-    for path in [Path("asl_serve/layout.py"), *(p for folder in FOLDERS for p in tracked(f"{folder}/*.py"))]:
+    for path in [Path("asl_serve/layout.py"), *(p for folder in folders for p in tracked(f"{folder}/*.py"))]:
         layer = "layout" if path.parts[0] == "asl_serve" else path.parts[0]
         for line, module in imports(path):
             parts = module.split(".")
